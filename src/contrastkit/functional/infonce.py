@@ -1,0 +1,162 @@
+"""The InfoNCE engine: anchors × candidates, which are positive, which are excluded, what weights.
+
+One function covers the family (DESIGN.md, principle 3). For anchor ``i`` with positives ``P_i``
+(from :class:`~contrastkit.functional.pairs.Pairs`) and denominator set ``D_i``:
+
+    ℓ_i = − (w_i / |P_i|) Σ_{p∈P_i} s_ip/τ  +  log Σ_{j∈D_i} c_ij · exp(s_ij/τ)
+
+- NT-Xent / SimCLR (Chen et al. 2020, eq. 1): ``Pairs.views``, ``D_i`` = every candidate but ``i``.
+- Multi-view and SupCon's L_out (Khosla et al. 2020, eq. 2): several positives, averaged.
+- DCL (Yeh et al. 2022, eq. 6): ``exclude_positives=True`` drops ``P_i`` from ``D_i``.
+- DCLW: ``positive_weight`` = ``w_i``.
+- MoCo's queue (He et al. 2020): ``extra_negatives`` join ``D_i`` and are never positive.
+- Weighted negatives: ``negative_weight`` = ``c_ij`` (1 for positives in the denominator).
+
+Every log-sum-exp is ``torch.logsumexp`` in float32 with ``-inf`` masking (no exp/sum/log chains).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from contrastkit.errors import ContrastkitError
+from contrastkit.functional.pairs import Pairs
+
+Reduction = Literal["mean", "sum", "none"]
+
+
+def info_nce(
+    anchors: Tensor,
+    pairs: Pairs,
+    candidates: Tensor | None = None,
+    *,
+    temperature: float = 0.1,
+    exclude_positives: bool = False,
+    positive_weight: Tensor | None = None,
+    negative_weight: Tensor | None = None,
+    extra_negatives: Tensor | None = None,
+    normalize: bool = True,
+    reduction: Reduction = "mean",
+) -> Tensor:
+    """InfoNCE over ``anchors [N, D]`` and ``candidates [M, D]`` (default: the anchors themselves).
+
+    Args:
+        pairs: who is positive for whom, and which candidate is each anchor itself.
+        temperature: τ > 0; logits are cosine similarities / τ (dot products if not ``normalize``).
+        exclude_positives: drop positives from the denominator (DCL).
+        positive_weight: ``[N]`` weight ``w_i`` on anchor ``i``'s positive term (DCLW).
+        negative_weight: ``[M + K]`` per candidate or ``[N, M + K]`` per pair, ``c_ij ≥ 0``, applied
+            to non-positive candidates in the denominator (``K`` = number of extra negatives).
+        extra_negatives: ``[K, D]`` candidates that are negatives of every anchor (a queue).
+        normalize: L2-normalise all embeddings first (``eps = 1e-12``).
+        reduction: ``"mean"`` over anchors that have at least one positive, ``"sum"``, or
+            ``"none"`` for ``[N]`` per-anchor losses (NaN where an anchor has no positive).
+    """
+    candidates = anchors if candidates is None else candidates
+    _check_inputs(anchors, candidates, pairs, extra_negatives, temperature)
+    if normalize:
+        anchors = F.normalize(anchors, dim=1, eps=1e-12)
+        candidates = F.normalize(candidates, dim=1, eps=1e-12)
+        if extra_negatives is not None:
+            extra_negatives = F.normalize(extra_negatives, dim=1, eps=1e-12)
+
+    anchors, candidates = _at_least_float32(anchors), _at_least_float32(candidates)
+    logits = anchors @ candidates.T / temperature
+    positive = pairs.positive_mask()
+    in_denominator = ~pairs.self_mask()
+    if exclude_positives:
+        in_denominator &= ~positive
+    if extra_negatives is not None:
+        logits = torch.cat(
+            [logits, anchors @ _at_least_float32(extra_negatives).T / temperature], 1
+        )
+        no = torch.zeros(len(anchors), len(extra_negatives), dtype=torch.bool, device=logits.device)
+        yes = torch.ones_like(no)
+        positive = torch.cat([positive, no], 1)
+        in_denominator = torch.cat([in_denominator, yes], 1)
+
+    denominator = logits.masked_fill(~in_denominator, float("-inf"))
+    if negative_weight is not None:
+        log_weight = torch.log(_expand_weight(negative_weight, logits.shape).to(logits.dtype))
+        denominator = denominator + log_weight.masked_fill(positive, 0.0)
+    log_denominator = torch.logsumexp(denominator, dim=1)
+
+    n_positives = positive.sum(1)
+    positive_logit = logits.masked_fill(~positive, 0.0).sum(1) / n_positives.clamp(min=1)
+    if positive_weight is not None:
+        positive_logit = positive_logit * positive_weight.to(logits.dtype)
+    loss = log_denominator - positive_logit
+    has_positive = n_positives > 0
+    if reduction == "none":
+        return loss.masked_fill(~has_positive, float("nan"))
+    total = loss.masked_fill(~has_positive, 0.0).sum()
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / has_positive.sum()
+    raise ContrastkitError(f"Unknown reduction {reduction!r}; use 'mean', 'sum' or 'none'.")
+
+
+def nt_xent(*views: Tensor, temperature: float = 0.1, **options) -> Tensor:
+    """NT-Xent of SimCLR (Chen et al. 2020, eq. 1) over ``V ≥ 2`` views ``[B, D]`` of one batch.
+
+    With more than two views each row has ``V − 1`` positives (SupCon's L_out over instance ids).
+    ``options`` go to :func:`info_nce` (e.g. ``exclude_positives=True`` for DCL).
+    """
+    if len(views) < 2 or len({v.shape for v in views}) != 1:
+        raise ContrastkitError("nt_xent needs at least two view tensors of the same shape [B, D].")
+    z = torch.cat(views)
+    pairs = Pairs.views(len(views[0]), len(views), device=z.device)
+    return info_nce(z, pairs, temperature=temperature, **options)
+
+
+def _check_inputs(
+    anchors: Tensor,
+    candidates: Tensor,
+    pairs: Pairs,
+    extra_negatives: Tensor | None,
+    temperature: float,
+) -> None:
+    if not (isinstance(temperature, int | float) and 0 < temperature < float("inf")):
+        raise ContrastkitError(
+            f"temperature must be a positive finite number, got {temperature!r}."
+        )
+    for name, x in (
+        ("anchors", anchors),
+        ("candidates", candidates),
+        ("extra_negatives", extra_negatives),
+    ):
+        if x is not None and (x.ndim != 2 or not x.dtype.is_floating_point):
+            raise ContrastkitError(
+                f"{name} must be a 2-D float tensor [rows, dim], got {x.dtype} of shape {tuple(x.shape)}."
+            )
+    dims = {x.shape[1] for x in (anchors, candidates, extra_negatives) if x is not None}
+    if len(dims) != 1:
+        raise ContrastkitError(
+            f"anchors, candidates and extra negatives must share one dimension, got {dims}."
+        )
+    if (len(anchors), len(candidates)) != (pairs.n_anchors, pairs.n_candidates):
+        raise ContrastkitError(
+            f"pairs describe {pairs.n_anchors} anchors × {pairs.n_candidates} candidates but got "
+            f"{len(anchors)} × {len(candidates)}; build Pairs for these embeddings."
+        )
+
+
+def _at_least_float32(x: Tensor) -> Tensor:
+    """Half-precision embeddings are promoted so every log-sum-exp runs in float32 or wider."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
+def _expand_weight(weight: Tensor, shape: torch.Size) -> Tensor:
+    if weight.shape == shape[1:]:
+        return weight.expand(shape)
+    if weight.shape == shape:
+        return weight
+    raise ContrastkitError(
+        f"negative_weight must have shape [{shape[1]}] or [{shape[0]}, {shape[1]}] "
+        f"(candidates + extra negatives), got {tuple(weight.shape)}."
+    )
