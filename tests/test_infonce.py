@@ -3,6 +3,7 @@ its limits and invariances, a naive per-anchor loop, and lightly's NT-Xent."""
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -113,7 +114,7 @@ def test_temperature_limits_and_hardness_entropy():
         r = grad[1:] / grad[0].abs()
         assert r.sum().item() == pytest.approx(1.0, abs=1e-6)
         entropies.append(-(r * r.log()).sum().item())
-    assert all(a < b for a, b in zip(entropies, entropies[1:], strict=False))
+    assert all(a < b for a, b in itertools.pairwise(entropies))
 
 
 def test_dcl_equals_ntxent_plus_log_q_and_has_unit_positive_gradient():
