@@ -1,0 +1,201 @@
+"""Run configuration: typed sections read from YAML recipes (``configs/*.yaml``) plus overrides.
+
+A recipe is plain data (``yaml.safe_load``); unknown keys and wrong types are rejected with the
+nearest valid key, so a typo never silently falls back to a default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contrastkit.errors import ContrastkitError, did_you_mean
+
+CONFIG_DIR = Path(__file__).resolve().parent / "recipes"
+
+
+@dataclass
+class DataConfig:
+    source: str = "digits"
+    test_fraction: float = 0.2
+    image_size: int | None = None
+    download: bool = False
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "small-cnn"
+    head_hidden_dim: int = 512
+    head_out_dim: int = 128
+    head_layers: int = 2
+
+
+@dataclass
+class ViewsConfig:
+    recipe: str = "small-gray"
+    n_views: int = 2
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ObjectiveConfig:
+    name: str = "ntxent"
+    temperature: float = 0.2
+    exclude_positives: bool = False
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    warmup_epochs: float = 1.0
+    min_lr_ratio: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 256
+    accelerator: str = "auto"
+    devices: int | str = 1
+    precision: str = "32-true"
+    num_threads: int | None = None
+    progress_bar: bool = True
+
+
+@dataclass
+class EvalConfig:
+    knn_k: int = 200
+    knn_temperature: float = 0.1
+    linear_probe: bool = True
+
+
+@dataclass
+class Config:
+    method: str = "simclr"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    views: ViewsConfig = field(default_factory=ViewsConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(recipe: str | Path = "simclr", overrides: dict[str, Any] | list[str] | None = None) -> Config:
+    """Read a recipe (a bundled name such as ``"simclr"`` or a YAML path) and apply overrides
+    given as ``{"train.epochs": 5}`` or ``["train.epochs=5"]``."""
+    path = _recipe_path(recipe)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ContrastkitError(f"Cannot read config {path}: {_first_line(error)}; fix the YAML and retry.") from None
+    if not isinstance(raw, dict):
+        raise ContrastkitError(f"Config {path} must be a YAML mapping of sections, not {type(raw).__name__}.")
+    for key, value in _parse_overrides(overrides).items():
+        _set_dotted(raw, key, value)
+    return config_from_dict(raw)
+
+
+def config_from_dict(raw: dict[str, Any]) -> Config:
+    """Build a validated :class:`Config` from nested plain data."""
+    return _build(Config, raw, "")
+
+
+def available_recipes() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def _recipe_path(recipe: str | Path) -> Path:
+    path = Path(recipe)
+    if path.suffix in (".yaml", ".yml"):
+        if not path.is_file():
+            raise ContrastkitError(f"Config file {path} does not exist; check the path.")
+        return path
+    bundled = CONFIG_DIR / f"{recipe}.yaml"
+    if not bundled.is_file():
+        raise ContrastkitError(
+            f"Unknown recipe {str(recipe)!r}{did_you_mean(str(recipe), available_recipes())}; "
+            f"available: {', '.join(available_recipes())} (or pass a .yaml path)."
+        )
+    return bundled
+
+
+def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, Any]:
+    if overrides is None:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ContrastkitError(f"Override {item!r} must look like section.key=value, e.g. train.epochs=5.")
+        try:
+            parsed[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            parsed[key.strip()] = value
+    return parsed
+
+
+def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    *sections, last = key.split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+        if not isinstance(node, dict):
+            raise ContrastkitError(f"Cannot set {key!r}: {section!r} is not a section.")
+    node[last] = value
+
+
+def _build(cls: type, raw: Any, where: str) -> Any:
+    if not isinstance(raw, dict):
+        raise ContrastkitError(f"Config section {where or 'root'!r} must be a mapping, got {raw!r}.")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    for key in raw:
+        if key not in fields:
+            raise ContrastkitError(
+                f"Unknown config key {where + key!r}{did_you_mean(key, fields)}; "
+                f"valid keys here: {', '.join(fields)}."
+            )
+    values = {}
+    for name, value in raw.items():
+        hint = hints[name]
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(hint, value, f"{where}{name}.")
+        else:
+            values[name] = _coerce(value, hint, where + name)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        origin = typing.get_origin(option) or option
+        if option is type(None) and value is None:
+            return None
+        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if origin is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if origin in (str, bool, dict) and isinstance(value, origin):
+            return value
+    names = " or ".join(getattr(o, "__name__", str(o)).replace("NoneType", "null") for o in options)
+    raise ContrastkitError(f"Config key {key!r} must be {names}, got {value!r}.")
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
