@@ -1,0 +1,21 @@
+"""Encoders (backbones) and projection heads (SimCLR's f(·) and g(·), Chen et al. 2020)."""
+
+from __future__ import annotations
+
+from contrastkit.nn.backbones import (
+    SmallCNN,
+    TorchvisionBackbone,
+    available_backbones,
+    build_backbone,
+    resnet18_cifar,
+)
+from contrastkit.nn.heads import ProjectionHead
+
+__all__ = [
+    "ProjectionHead",
+    "SmallCNN",
+    "TorchvisionBackbone",
+    "available_backbones",
+    "build_backbone",
+    "resnet18_cifar",
+]
