@@ -9,7 +9,9 @@ from contrastkit.errors import ContrastkitError
 
 
 def test_bundled_recipe_and_overrides():
-    config = load_config("simclr", ["train.epochs=3", "optim.lr=0.5", "data.source=npz:x.npz", "train.num_threads=1"])
+    config = load_config(
+        "simclr", ["train.epochs=3", "optim.lr=0.5", "data.source=npz:x.npz", "train.num_threads=1"]
+    )
     assert config.train.epochs == 3 and config.optim.lr == 0.5 and config.data.source == "npz:x.npz"
     assert config.train.num_threads == 1
     assert load_config("simclr", {"optim.lr": 1}).optim.lr == 1.0  # ints widen to float

@@ -46,7 +46,7 @@ class ViewsConfig:
 @dataclass
 class ObjectiveConfig:
     name: str = "ntxent"
-    temperature: float = 0.2
+    temperature: float = 0.1
     exclude_positives: bool = False
 
 
@@ -94,16 +94,22 @@ class Config:
         return dataclasses.asdict(self)
 
 
-def load_config(recipe: str | Path = "simclr", overrides: dict[str, Any] | list[str] | None = None) -> Config:
+def load_config(
+    recipe: str | Path = "simclr", overrides: dict[str, Any] | list[str] | None = None
+) -> Config:
     """Read a recipe (a bundled name such as ``"simclr"`` or a YAML path) and apply overrides
     given as ``{"train.epochs": 5}`` or ``["train.epochs=5"]``."""
     path = _recipe_path(recipe)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except (OSError, yaml.YAMLError) as error:
-        raise ContrastkitError(f"Cannot read config {path}: {_first_line(error)}; fix the YAML and retry.") from None
+        raise ContrastkitError(
+            f"Cannot read config {path}: {_first_line(error)}; fix the YAML and retry."
+        ) from None
     if not isinstance(raw, dict):
-        raise ContrastkitError(f"Config {path} must be a YAML mapping of sections, not {type(raw).__name__}.")
+        raise ContrastkitError(
+            f"Config {path} must be a YAML mapping of sections, not {type(raw).__name__}."
+        )
     for key, value in _parse_overrides(overrides).items():
         _set_dotted(raw, key, value)
     return config_from_dict(raw)
@@ -142,7 +148,9 @@ def _parse_overrides(overrides: dict[str, Any] | list[str] | None) -> dict[str, 
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ContrastkitError(f"Override {item!r} must look like section.key=value, e.g. train.epochs=5.")
+            raise ContrastkitError(
+                f"Override {item!r} must look like section.key=value, e.g. train.epochs=5."
+            )
         try:
             parsed[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
@@ -162,7 +170,9 @@ def _set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
 
 def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
-        raise ContrastkitError(f"Config section {where or 'root'!r} must be a mapping, got {raw!r}.")
+        raise ContrastkitError(
+            f"Config section {where or 'root'!r} must be a mapping, got {raw!r}."
+        )
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
     for key in raw:

@@ -23,4 +23,6 @@ def did_you_mean(name: str, choices: Iterable[str]) -> str:
 def unknown_name(kind: str, name: str, choices: Iterable[str]) -> ContrastkitError:
     """The error for a name not in a registry: the closest match and every valid name."""
     choices = sorted(choices)
-    return ContrastkitError(f"Unknown {kind} {name!r}{did_you_mean(name, choices)}; available: {', '.join(choices)}.")
+    return ContrastkitError(
+        f"Unknown {kind} {name!r}{did_you_mean(name, choices)}; available: {', '.join(choices)}."
+    )

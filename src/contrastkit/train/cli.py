@@ -1,0 +1,173 @@
+"""``contrastkit`` command line: fit, eval, embed.
+
+User errors print one sentence to stderr and exit with status 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from contrastkit.errors import ContrastkitError
+
+USAGE_ERROR = 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except ContrastkitError as error:
+        print(f"contrastkit: error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("contrastkit: interrupted.", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="contrastkit", description="Contrastive representation learning."
+    )
+    commands = parser.add_subparsers(dest="command", required=False)
+    parser.set_defaults(
+        run=_fit,
+        config="simclr",
+        data=None,
+        epochs=None,
+        batch_size=None,
+        seed=None,
+        threads=None,
+        out=None,
+        resume=None,
+        no_progress=False,
+        overrides=[],
+        json=False,
+    )
+
+    fit = commands.add_parser("fit", help="train a recipe into a run directory, then evaluate it")
+    fit.add_argument(
+        "--config", default="simclr", help="bundled recipe name or YAML path (default: simclr)"
+    )
+    fit.add_argument(
+        "--data",
+        help="data source: digits, fashion-mnist, folder:PATH, npz:PATH, torchvision:cifar10 …",
+    )
+    fit.add_argument("--epochs", type=int)
+    fit.add_argument("--batch-size", type=int)
+    fit.add_argument("--seed", type=int)
+    fit.add_argument(
+        "--threads", type=int, help="CPU threads for torch (pin to 1–2 on small machines)"
+    )
+    fit.add_argument("--out", help="run directory to create (default: runs/METHOD-DATA-TIME)")
+    fit.add_argument(
+        "--resume", metavar="RUN", help="continue an unfinished run from its last checkpoint"
+    )
+    fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fit.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="section.key=value",
+        help="config overrides, e.g. optim.lr=0.01",
+    )
+    fit.set_defaults(run=_fit)
+
+    evaluate = commands.add_parser("eval", help="re-evaluate a finished run (kNN, linear probe)")
+    evaluate.add_argument("run_dir", metavar="RUN")
+    evaluate.add_argument("--json", action="store_true", help="print the results as JSON")
+    evaluate.set_defaults(run=_eval)
+
+    embed = commands.add_parser(
+        "embed", help="write frozen features of a data source to an .npz file"
+    )
+    embed.add_argument("run_dir", metavar="RUN")
+    embed.add_argument(
+        "--data", required=True, help="data source to embed (same image size/channels as training)"
+    )
+    embed.add_argument(
+        "--out", required=True, help="output .npz (arrays train_features, test_features, labels)"
+    )
+    embed.set_defaults(run=_embed)
+    return parser
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from contrastkit.config import load_config
+    from contrastkit.train.run import fit, quiet_lightning
+
+    quiet_lightning()
+    if args.resume:
+        extra = [args.data, args.epochs, args.batch_size, args.seed, args.out, *args.overrides]
+        if any(v is not None and v != [] for v in extra):
+            raise ContrastkitError(
+                "--resume continues a run with its saved config; drop the other options."
+            )
+        result = fit(None, resume=args.resume)  # type: ignore[arg-type]
+    else:
+        flags = {
+            "data.source": args.data,
+            "train.epochs": args.epochs,
+            "train.batch_size": args.batch_size,
+            "seed": args.seed,
+            "train.num_threads": args.threads,
+        }
+        overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
+        if args.no_progress:
+            overrides.append("train.progress_bar=false")
+        result = fit(load_config(args.config, overrides), out=args.out)
+    _print_results(result.run_dir, result.metrics)
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from contrastkit.train.run import evaluate_into, load_run
+
+    run, config, method, data = load_run(args.run_dir)
+    results = json.loads(run.results_path.read_text()) if run.results_path.is_file() else {}
+    results.update(evaluate_into(run, method, data, config.eval))
+    run.save_results(results)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_results(run.root, results)
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from contrastkit.data import load_data
+    from contrastkit.train.run import load_run
+    from contrastkit.train.rundir import save_npz
+
+    out = Path(args.out)
+    if out.suffix != ".npz":
+        raise ContrastkitError(f"--out {out} must end in .npz.")
+    _, config, method, _ = load_run(args.run_dir)
+    data = load_data(
+        args.data,
+        seed=config.seed,
+        test_fraction=config.data.test_fraction,
+        image_size=config.data.image_size,
+    )
+    arrays = {
+        "train_features": method.embed(data.x_train).numpy(),
+        "test_features": method.embed(data.x_test).numpy(),
+    }
+    if data.has_labels:
+        arrays |= {"train_labels": data.y_train.numpy(), "test_labels": data.y_test.numpy()}
+    save_npz(out, **arrays)
+    print(f"wrote {out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items()))
+    return 0
+
+
+def _print_results(run_dir: Path, metrics: dict) -> None:
+    print(f"\nrun directory: {run_dir}")
+    for key, value in metrics.items():
+        shown = f"{value:.4f}" if isinstance(value, float) else value
+        print(f"  {key:<24} {shown}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

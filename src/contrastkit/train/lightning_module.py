@@ -1,0 +1,80 @@
+"""Lightning wrapper of a :class:`~contrastkit.methods.ContrastiveMethod`: optimiser, schedule,
+logging and the non-finite-loss guard. The only place (with ``run.py``) that imports Lightning."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+from torch import Tensor
+
+from contrastkit.config import OptimConfig
+from contrastkit.errors import ContrastkitError
+from contrastkit.methods import ContrastiveMethod
+from contrastkit.train.optim import build_optimizer, cosine_with_warmup
+
+
+class LitMethod(L.LightningModule):
+    """Trains ``method`` with the optimiser and warm-up + cosine schedule of ``optim``."""
+
+    def __init__(
+        self, method: ContrastiveMethod, optim: OptimConfig, *, steps_per_epoch: int, epochs: int
+    ):
+        super().__init__()
+        self.method = method
+        self.optim = optim
+        self.total_steps = steps_per_epoch * epochs
+        self.warmup_steps = min(round(optim.warmup_epochs * steps_per_epoch), self.total_steps)
+
+    def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
+        x, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+        loss = self.method.training_loss(x, labels)
+        if not torch.isfinite(loss):
+            raise ContrastkitError(
+                f"The training loss became {loss.item()} at epoch {self.current_epoch}, step "
+                f"{self.global_step}; lower optim.lr or raise objective.temperature "
+                "(the last good checkpoint is kept and the run is marked failed)."
+            )
+        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
+        self.log(
+            "lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False
+        )
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(
+            self.optim.name,
+            self.method,
+            lr=self.optim.lr,
+            weight_decay=self.optim.weight_decay,
+            momentum=self.optim.momentum,
+        )
+        schedule = cosine_with_warmup(
+            optimizer,
+            warmup_steps=self.warmup_steps,
+            total_steps=max(self.total_steps, 1),
+            min_lr_ratio=self.optim.min_lr_ratio,
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class AtomicLastCheckpoint(L.Callback):
+    """Writes ``last.ckpt`` at the end of every epoch through a temporary file and a rename, so a
+    crash mid-write never leaves a truncated checkpoint behind. The metrics logged so far are
+    flushed first, so a run killed later still has every epoch up to its checkpoint on disk."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not math.isfinite(float(trainer.callback_metrics.get("train_loss_epoch", 0.0))):
+            return
+        if trainer.logger is not None:
+            trainer.logger.save()
+        tmp = self.path.with_suffix(".ckpt.tmp")
+        trainer.save_checkpoint(tmp, weights_only=False)  # full state, to resume
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
