@@ -58,6 +58,8 @@ def test_small_cnn_width_and_pooling() -> None:
     assert pools == {8: 1, 28: 2, 32: 3}
     convs = [m for m in module if isinstance(m, nn.Conv2d)]
     assert [c.out_channels for c in convs] == [16, 32, 64]
+    grid, dim = build_backbone("small-cnn", in_channels=1, image_size=28, width=16, pool=2)
+    assert dim == 64 * 4 and grid(torch.rand(3, 1, 28, 28)).shape == (3, 256)
 
 
 def test_resnet18_cifar_stem() -> None:
@@ -97,7 +99,7 @@ def test_unknown_backbone_suggests_closest(name: str, suggestion: str) -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
-        ("small-cnn", {"depth": 4}, "only the option width"),
+        ("small-cnn", {"depth": 4}, "only the options width and pool"),
         ("small-cnn", {"width": 0}, "width"),
         ("resnet18-cifar", {"width": 2}, "no options"),
         ("small-cnn", {"in_channels": 0}, "in_channels"),

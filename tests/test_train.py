@@ -18,6 +18,7 @@ import torch
 import contrastkit as ck
 from contrastkit.methods import ContrastiveMethod
 from contrastkit.train.cli import main
+from contrastkit.train.run import load_run
 from contrastkit.train.rundir import RunDir
 
 FAST = ["--threads", "1", "--no-progress", "--epochs", "2", "train.batch_size=128"]
@@ -93,6 +94,9 @@ def test_python_api_on_in_memory_arrays(tmp_path):
     result = ck.fit(config, data=data, out=tmp_path / "api")
     assert {"knn_accuracy", "linear_probe_accuracy"} <= set(result.metrics)
     assert result.embed(data.x_test[:5]).shape == (5, 128)
+    assert RunDir(result.run_dir).load_config().data.source == "in-memory:arrays"
+    with pytest.raises(ck.ContrastkitError, match="in-memory arrays"):
+        load_run(result.run_dir)
 
 
 def write_npz(path: Path, **arrays) -> str:
@@ -120,6 +124,7 @@ def test_user_errors_are_one_sentence_without_traceback(args, phrase, capsys, tm
     code, _, err = cli(capsys, *args, *(["--out", tmp_path / "r"] if args[0] == "fit" else []))
     assert code == 2
     assert phrase in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()  # rejected before anything was written
 
 
 @pytest.mark.parametrize(

@@ -24,6 +24,9 @@ CONFIG_DIR = Path(__file__).resolve().parent / "recipes"
 class DataConfig:
     source: str = "digits"
     test_fraction: float = 0.2
+    split_seed: int = (
+        0  # the train/test split of sources without a fixed one; not the training seed
+    )
     image_size: int | None = None
     download: bool = False
 
@@ -31,6 +34,7 @@ class DataConfig:
 @dataclass
 class ModelConfig:
     backbone: str = "small-cnn"
+    backbone_options: dict[str, Any] = field(default_factory=dict)
     head_hidden_dim: int = 512
     head_out_dim: int = 128
     head_layers: int = 2

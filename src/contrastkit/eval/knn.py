@@ -15,53 +15,13 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from contrastkit.errors import ContrastkitError
+from contrastkit.eval.inputs import check_features, check_labels
 
 __all__ = ["knn_accuracy", "knn_predict"]
-
-
-def _as_tensor(x: Any, name: str) -> torch.Tensor:
-    """Return ``x`` (torch tensor, numpy array or nested sequence) as a torch tensor."""
-    if isinstance(x, torch.Tensor):
-        return x.detach()
-    try:
-        return torch.as_tensor(np.asarray(x))
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ContrastkitError(
-            f"{name} must be a torch tensor or numpy array, got {type(x).__name__}."
-        ) from exc
-
-
-def _check_features(x: torch.Tensor, name: str) -> torch.Tensor:
-    if x.ndim != 2:
-        raise ContrastkitError(
-            f"{name} must be 2-D [num_samples, dim], got shape {tuple(x.shape)}."
-        )
-    if x.is_complex() or x.dtype == torch.bool:
-        raise ContrastkitError(f"{name} must hold real numbers, got dtype {x.dtype}.")
-    if x.dtype not in (torch.float32, torch.float64):
-        x = x.float()  # integers and half precision are promoted to float32
-    if not bool(torch.isfinite(x).all()):
-        raise ContrastkitError(f"{name} contains NaN or infinite values; clean the features.")
-    return x
-
-
-def _check_labels(y: torch.Tensor, name: str, n: int) -> torch.Tensor:
-    if y.ndim != 1:
-        raise ContrastkitError(f"{name} must be 1-D [num_samples], got shape {tuple(y.shape)}.")
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise ContrastkitError(f"{name} must be integer class indices, got dtype {y.dtype}.")
-    if y.numel() != n:
-        raise ContrastkitError(
-            f"{name} has {y.numel()} entries but the matching features have {n} rows."
-        )
-    if y.numel() and int(y.min()) < 0:
-        raise ContrastkitError(f"{name} must be non-negative class indices, got {int(y.min())}.")
-    return y.long()
 
 
 def knn_predict(
@@ -89,9 +49,9 @@ def knn_predict(
         ``[M]`` int64 predictions on the device of ``train_features``. Ties between classes go
         to the smallest class index.
     """
-    train = _check_features(_as_tensor(train_features, "train_features"), "train_features")
-    test = _check_features(_as_tensor(test_features, "test_features"), "test_features")
-    labels = _check_labels(_as_tensor(train_labels, "train_labels"), "train_labels", len(train))
+    train = check_features(train_features, "train_features")
+    test = check_features(test_features, "test_features")
+    labels = check_labels(train_labels, "train_labels", len(train))
     if len(train) == 0:
         raise ContrastkitError("train_features is empty; kNN needs at least one train sample.")
     if train.shape[1] != test.shape[1]:
@@ -147,5 +107,5 @@ def knn_accuracy(
     preds = knn_predict(train_features, train_labels, test_features, **kwargs)
     if len(preds) == 0:
         raise ContrastkitError("test_features is empty; accuracy needs at least one test sample.")
-    test_y = _check_labels(_as_tensor(test_labels, "test_labels"), "test_labels", len(preds))
+    test_y = check_labels(test_labels, "test_labels", len(preds))
     return float((preds.cpu() == test_y.cpu()).double().mean())

@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from contrastkit.errors import ContrastkitError
+from contrastkit.eval.inputs import check_features, check_labels
 
 __all__ = ["C_GRID", "linear_probe"]
 
@@ -29,49 +30,6 @@ VAL_FRACTION = 0.2
 #: At most this many train samples are used for the ``C`` search (train + validation); the
 #: final model is always refit on the full train set.
 SEARCH_MAX_SAMPLES = 10_000
-
-
-def _to_numpy(x: Any, name: str) -> np.ndarray:
-    if hasattr(x, "detach"):  # torch tensor (any device)
-        x = x.detach().cpu().numpy()
-    try:
-        return np.asarray(x)
-    except (TypeError, ValueError) as exc:
-        raise ContrastkitError(
-            f"{name} must be a torch tensor or numpy array, got {type(x).__name__}."
-        ) from exc
-
-
-def _check_features(x: np.ndarray, name: str) -> np.ndarray:
-    if x.ndim != 2:
-        raise ContrastkitError(
-            f"{name} must be 2-D [num_samples, dim], got shape {tuple(x.shape)}."
-        )
-    if x.shape[0] == 0 or x.shape[1] == 0:
-        raise ContrastkitError(f"{name} is empty (shape {tuple(x.shape)}); pass some features.")
-    if not (np.issubdtype(x.dtype, np.floating) or np.issubdtype(x.dtype, np.integer)):
-        raise ContrastkitError(f"{name} must hold real numbers, got dtype {x.dtype}.")
-    # float32 halves the memory traffic of every lbfgs iteration (the probe is bandwidth-bound)
-    # and is the precision encoders produce anyway.
-    x = x.astype(np.float32, copy=False)
-    if not np.isfinite(x).all():
-        raise ContrastkitError(
-            f"{name} contains NaN or infinite values (or values too large for float32); "
-            "clean the features."
-        )
-    return x
-
-
-def _check_labels(y: np.ndarray, name: str, n: int) -> np.ndarray:
-    if y.ndim != 1:
-        raise ContrastkitError(f"{name} must be 1-D [num_samples], got shape {tuple(y.shape)}.")
-    if len(y) != n:
-        raise ContrastkitError(
-            f"{name} has {len(y)} entries but the matching features have {n} rows."
-        )
-    if np.issubdtype(y.dtype, np.floating) and not np.isfinite(y).all():
-        raise ContrastkitError(f"{name} contains NaN or infinite values.")
-    return y
 
 
 def _make_model(C: float, max_iter: int, seed: int) -> Pipeline:
@@ -140,7 +98,7 @@ def linear_probe(
 
     Args:
         train_features, test_features: ``[N, D]`` / ``[M, D]`` features (torch or numpy).
-        train_labels, test_labels: ``[N]`` / ``[M]`` class labels (any sortable type).
+        train_labels, test_labels: ``[N]`` / ``[M]`` integer class indices.
         C: inverse L2-regularisation strength, or ``None`` to search :data:`C_GRID`.
         max_iter: lbfgs iteration cap per fit.
         seed: seeds the search subsample and split.
@@ -148,10 +106,11 @@ def linear_probe(
     Returns:
         ``{"accuracy": test_accuracy, "C": C_used}``.
     """
-    x_train = _check_features(_to_numpy(train_features, "train_features"), "train_features")
-    x_test = _check_features(_to_numpy(test_features, "test_features"), "test_features")
-    y_train = _check_labels(_to_numpy(train_labels, "train_labels"), "train_labels", len(x_train))
-    y_test = _check_labels(_to_numpy(test_labels, "test_labels"), "test_labels", len(x_test))
+    # float32 halves the memory traffic of every lbfgs iteration (the probe is bandwidth-bound)
+    x_train = check_features(train_features, "train_features").float().cpu().numpy()
+    x_test = check_features(test_features, "test_features").float().cpu().numpy()
+    y_train = check_labels(train_labels, "train_labels", len(x_train)).cpu().numpy()
+    y_test = check_labels(test_labels, "test_labels", len(x_test)).cpu().numpy()
     if x_train.shape[1] != x_test.shape[1]:
         raise ContrastkitError(
             f"train_features have dim {x_train.shape[1]} but test_features have dim "

@@ -27,7 +27,10 @@ def build_method(config: Config, *, channels: int, image_size: int) -> Contrasti
     positives = _lookup(METHODS, config.method, "method")
     objective = _lookup(OBJECTIVES, config.objective.name, "objective")(config.objective)
     backbone, feature_dim = build_backbone(
-        config.model.backbone, in_channels=channels, image_size=image_size
+        config.model.backbone,
+        in_channels=channels,
+        image_size=image_size,
+        **config.model.backbone_options,
     )
     head = ProjectionHead(
         feature_dim,

@@ -34,17 +34,19 @@ _BUILTIN = ("small-cnn", "resnet18-cifar")
 
 
 class SmallCNN(nn.Sequential):
-    """Three conv3×3-BN-ReLU blocks of widths (w, 2w, 4w), then global average pooling.
+    """Three conv3×3-BN-ReLU blocks of widths (w, 2w, 4w), then average pooling to a
+    ``pool × pool`` grid (``pool=1``: global average pooling).
 
     A 2×2 max-pool follows a block only while the result stays at least 4×4, so 8×8 inputs pool
     once (8→4), 28×28 twice (28→14→7) and 32×32 three times (32→16→8→4). Output: ``[B, 4w]``
-    (``width=32`` → 128 features). Weights and activations use channels-last memory format, which
+    (``width=32`` → 128 features; ``4w·pool²`` in general, keeping coarse layout). Weights and activations use channels-last memory format, which
     makes CPU training markedly faster (≈1.5–1.8k img/s forward+backward at 28×28, batch 256,
     on one CPU thread).
     """
 
-    def __init__(self, in_channels: int, image_size: int, width: int = 32) -> None:
+    def __init__(self, in_channels: int, image_size: int, width: int = 32, pool: int = 1) -> None:
         _check_positive_int("width", width)
+        _check_positive_int("pool", pool)
         layers: list[nn.Module] = []
         size, channels = image_size, in_channels
         for out_channels in (width, 2 * width, 4 * width):
@@ -57,9 +59,9 @@ class SmallCNN(nn.Sequential):
                 layers.append(nn.MaxPool2d(2))
                 size //= 2
             channels = out_channels
-        layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+        layers += [nn.AdaptiveAvgPool2d(pool), nn.Flatten()]
         super().__init__(*layers)
-        self.out_dim = 4 * width
+        self.out_dim = 4 * width * pool * pool
         self.to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -206,7 +208,7 @@ def build_backbone(
 ) -> tuple[nn.Module, int]:
     """Build an encoder mapping ``[B, in_channels, image_size, image_size]`` → ``[B, F]``; returns it and F.
 
-    ``options``: ``width`` for ``"small-cnn"`` (default 32, F = 4·width); for ``"torchvision:NAME"``
+    ``options``: ``width`` and ``pool`` for ``"small-cnn"`` (defaults 32 and 1, F = 4·width·pool²); for ``"torchvision:NAME"``
     they are passed to ``torchvision.models.get_model`` (e.g. ``image_size=32`` for ViTs);
     ``"resnet18-cifar"`` takes none. Weights are random (no downloads). F is checked by a dry
     forward at ``image_size``, so a model that cannot handle that size fails here, not in training.
@@ -216,10 +218,10 @@ def build_backbone(
     _check_positive_int("in_channels", in_channels)
     _check_positive_int("image_size", image_size)
     if name == "small-cnn":
-        unknown = set(options) - {"width"}
+        unknown = set(options) - {"width", "pool"}
         if unknown:
             raise ContrastkitError(
-                f"Backbone 'small-cnn' takes only the option width, got {sorted(unknown)}."
+                f"Backbone 'small-cnn' takes only the options width and pool, got {sorted(unknown)}."
             )
         module: nn.Module = SmallCNN(in_channels, image_size, **options)
     elif name == "resnet18-cifar":

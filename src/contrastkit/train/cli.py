@@ -105,7 +105,7 @@ def _fit(args: argparse.Namespace) -> int:
             raise ContrastkitError(
                 "--resume continues a run with its saved config; drop the other options."
             )
-        result = fit(None, resume=args.resume)  # type: ignore[arg-type]
+        result = fit(resume=args.resume)
     else:
         flags = {
             "data.source": args.data,
@@ -147,7 +147,7 @@ def _embed(args: argparse.Namespace) -> int:
     _, config, method, _ = load_run(args.run_dir)
     data = load_data(
         args.data,
-        seed=config.seed,
+        seed=config.data.split_seed,
         test_fraction=config.data.test_fraction,
         image_size=config.data.image_size,
     )

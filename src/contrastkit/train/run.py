@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import signal
@@ -18,7 +19,7 @@ import torch
 from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader, TensorDataset
 
-from contrastkit.config import Config, EvalConfig
+from contrastkit.config import Config, EvalConfig, load_config
 from contrastkit.data import ImageData, load_data
 from contrastkit.errors import ContrastkitError
 from contrastkit.eval import knn_accuracy, linear_probe
@@ -28,6 +29,7 @@ from contrastkit.train.rundir import RunDir, load_weights
 
 # Lightning's advice about loader workers does not apply (the data is in memory and views are made
 # on the training device); the CSV logger writes into the run directory, which is never empty.
+IN_MEMORY = "in-memory:"
 IGNORED_WARNINGS = (
     ".*does not have many workers.*",
     ".*Experiment logs directory.*exists and is not empty.*",
@@ -55,7 +57,7 @@ class FitResult:
 
 
 def fit(
-    config: Config,
+    config: Config | None = None,
     *,
     data: ImageData | None = None,
     out: str | Path | None = None,
@@ -63,7 +65,8 @@ def fit(
 ) -> FitResult:
     """Train ``config`` into a run directory, evaluate it on the held-out split, return the result.
 
-    ``resume`` continues an unfinished run from its last checkpoint (its own config is used).
+    ``resume`` continues an unfinished run from its last checkpoint (its own config is used);
+    without ``config`` and ``resume``, the bundled ``simclr`` recipe runs.
     """
     if resume is not None:
         run = RunDir(resume)
@@ -75,6 +78,13 @@ def fit(
         checkpoint = run.checkpoint_path if run.checkpoint_path.is_file() else None
         if checkpoint is not None:
             load_weights(checkpoint, what="checkpoint")  # a corrupt file fails here, clearly
+    elif config is None:
+        config = load_config("simclr")
+    if data is not None and resume is None and data.name != config.data.source:
+        # the run directory must not claim a source it was not trained on
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, source=IN_MEMORY + data.name)
+        )
     _check_train_config(config)
     data = data if data is not None else load_source(config)
     if len(data.x_train) < config.train.batch_size:
@@ -83,11 +93,7 @@ def fit(
             f"training samples of {data.name}; set a smaller batch size."
         )
     if resume is None:
-        run = RunDir(out if out is not None else default_run_dir(config))
-        run.create(config)
-        checkpoint = None
-    else:
-        run.set_status("running", resumed_from=str(checkpoint) if checkpoint else None)
+        run, checkpoint = RunDir(out if out is not None else default_run_dir(config)), None
 
     L.seed_everything(config.seed, workers=True, verbose=False)
     if config.train.num_threads:
@@ -108,6 +114,11 @@ def fit(
         log_every_n_steps=max(1, min(50, len(loader))),
         num_sanity_val_steps=0,
     )
+    # everything that can reject the config has run: only now is the run directory written
+    if resume is None:
+        run.create(config)
+    else:
+        run.set_status("running", resumed_from=str(checkpoint) if checkpoint else None)
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -144,9 +155,14 @@ def fit(
 
 
 def load_source(config: Config) -> ImageData:
+    if config.data.source.startswith(IN_MEMORY):
+        raise ContrastkitError(
+            f"This run was trained on in-memory arrays ({config.data.source}); pass the same data "
+            "through the Python API (fit(resume=..., data=...)) instead of the CLI."
+        )
     return load_data(
         config.data.source,
-        seed=config.seed,
+        seed=config.data.split_seed,
         test_fraction=config.data.test_fraction,
         image_size=config.data.image_size,
         download=config.data.download,
