@@ -10,7 +10,7 @@ TORCH ?= torch==2.9.1 torchvision==0.24.1
 else
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 endif
-SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null && echo sudo)
+SUDO := $(shell [ "$$(id -u)" != 0 ] && command -v sudo >/dev/null && echo sudo)
 FASHION_MNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 
 .PHONY: run test install dev data lint clean
