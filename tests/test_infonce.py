@@ -215,6 +215,7 @@ def test_invariances():
 
 def test_matches_lightly_ntxent():
     from lightly import loss as lightly_loss  # the anchor library (a dev dependency)
+
     torch.manual_seed(3)
     z1, z2 = torch.randn(16, 32), torch.randn(16, 32)
     expected = lightly_loss.NTXentLoss(temperature=0.5)(z1, z2)
