@@ -51,7 +51,9 @@ class ViewsConfig:
 class ObjectiveConfig:
     name: str = "ntxent"
     temperature: float = 0.1
-    exclude_positives: bool = False
+    exclude_positives: bool = False  # "infonce" only (DCL's decoupling)
+    sigma: float = 0.5  # "dclw": von Mises–Fisher concentration of the positive weights
+    detach_weight: bool = False  # "dclw": treat the weights as constants
 
 
 @dataclass

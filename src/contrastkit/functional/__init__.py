@@ -2,5 +2,6 @@
 
 from contrastkit.functional.infonce import info_nce, nt_xent
 from contrastkit.functional.pairs import Pairs
+from contrastkit.functional.weights import vmf_positive_weights
 
-__all__ = ["Pairs", "info_nce", "nt_xent"]
+__all__ = ["Pairs", "info_nce", "nt_xent", "vmf_positive_weights"]

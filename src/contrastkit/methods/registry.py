@@ -10,16 +10,20 @@ from contrastkit.config import Config, ObjectiveConfig
 from contrastkit.errors import unknown_name
 from contrastkit.methods.module import ContrastiveMethod, Positives
 from contrastkit.nn import ProjectionHead, build_backbone
-from contrastkit.objectives import InfoNCELoss, NTXentLoss
+from contrastkit.objectives import DCLLoss, InfoNCELoss, NTXentLoss
 from contrastkit.views import MultiView, build_augmentation
 
 OBJECTIVES: dict[str, Callable[[ObjectiveConfig], nn.Module]] = {
     "ntxent": lambda c: NTXentLoss(c.temperature),
     "infonce": lambda c: InfoNCELoss(c.temperature, exclude_positives=c.exclude_positives),
+    "dcl": lambda c: DCLLoss(c.temperature),
+    "dclw": lambda c: DCLLoss(
+        c.temperature, weighted=True, sigma=c.sigma, detach_weight=c.detach_weight
+    ),
 }
 
 #: method name → which ids make positives (the rest of a method is its recipe's parts)
-METHODS: dict[str, Positives] = {"simclr": "views"}
+METHODS: dict[str, Positives] = {"simclr": "views", "dcl": "views", "dclw": "views"}
 
 
 def build_method(config: Config, *, channels: int, image_size: int) -> ContrastiveMethod:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
-from contrastkit.functional import Pairs, info_nce
+from contrastkit.errors import ContrastkitError
+from contrastkit.functional import Pairs, info_nce, vmf_positive_weights
 
 
 class InfoNCELoss(nn.Module):
@@ -40,3 +42,39 @@ class NTXentLoss(InfoNCELoss):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__(temperature, exclude_positives=False)
+
+
+class DCLLoss(InfoNCELoss):
+    """Decoupled contrastive loss (Yeh et al. 2022, eq. 6): positives leave the denominator,
+    which removes NT-Xent's negative–positive coupling (DCL = NT-Xent + log q).
+
+    ``weighted=True`` is DCLW: the positive term of anchor ``i`` is scaled by the von Mises–Fisher
+    weight :func:`~contrastkit.functional.vmf_positive_weights` of its pair; it needs a two-view,
+    view-major batch (``Pairs.views(B, 2)``).
+    """
+
+    def __init__(
+        self,
+        temperature: float = 0.1,
+        *,
+        weighted: bool = False,
+        sigma: float = 0.5,
+        detach_weight: bool = False,
+    ) -> None:
+        super().__init__(temperature, exclude_positives=True)
+        self.weighted, self.sigma, self.detach_weight = weighted, sigma, detach_weight
+
+    def forward(self, embeddings: Tensor, pairs: Pairs, **options) -> Tensor:
+        if self.weighted:
+            if (
+                pairs.self_offset != 0
+                or len(embeddings) % 2
+                or not torch.equal(*pairs.anchor_ids.chunk(2))
+            ):
+                raise ContrastkitError(
+                    "DCLW weights are defined for two views of one batch; use Pairs.views(B, 2)."
+                )
+            z1, z2 = embeddings.chunk(2)
+            weight = vmf_positive_weights(z1, z2, self.sigma, detach=self.detach_weight)
+            options["positive_weight"] = weight.repeat(2)
+        return super().forward(embeddings, pairs, **options)
