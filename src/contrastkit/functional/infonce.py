@@ -66,8 +66,8 @@ def info_nce(
 
     anchors, candidates = _at_least_float32(anchors), _at_least_float32(candidates)
     logits = anchors @ candidates.T / temperature
-    positive = pairs.positive_mask()
-    in_denominator = ~pairs.self_mask()
+    positive, is_self = pairs.masks()
+    in_denominator = ~is_self
     if exclude_positives:
         in_denominator &= ~positive
     if extra_negatives is not None:

@@ -84,8 +84,13 @@ class Pairs:
 
     def positive_mask(self, rows: slice = slice(None), cols: slice = slice(None)) -> Tensor:
         """Boolean ``[rows, cols]`` block: True where the candidate is a positive of the anchor."""
+        return self.masks(rows, cols)[0]
+
+    def masks(self, rows: slice = slice(None), cols: slice = slice(None)) -> tuple[Tensor, Tensor]:
+        """``(positive, is_self)`` boolean ``[rows, cols]`` blocks, built together."""
+        is_self = self.self_mask(rows, cols)
         same = self.anchor_ids[rows, None] == self.candidate_ids[None, cols]
-        return same & ~self.self_mask(rows, cols)
+        return same & ~is_self, is_self
 
     def self_mask(self, rows: slice = slice(None), cols: slice = slice(None)) -> Tensor:
         """Boolean ``[rows, cols]`` block: True where the candidate is the anchor itself."""
