@@ -52,6 +52,7 @@ class ObjectiveConfig:
     name: str = "ntxent"
     temperature: float = 0.1
     exclude_positives: bool = False  # "infonce" only (DCL's decoupling)
+    hard_negatives: int | float | None = None  # "infonce" only: top-k count or top fraction
     sigma: float = 0.5  # "dclw": von Mises–Fisher concentration of the positive weights
     detach_weight: bool = False  # "dclw": treat the weights as constants
 

@@ -39,6 +39,7 @@ def info_nce(
     positive_weight: Tensor | None = None,
     negative_weight: Tensor | None = None,
     extra_negatives: Tensor | None = None,
+    hard_negatives: int | float | None = None,
     normalize: bool = True,
     reduction: Reduction = "mean",
 ) -> Tensor:
@@ -52,33 +53,23 @@ def info_nce(
         negative_weight: ``[M + K]`` per candidate or ``[N, M + K]`` per pair, ``c_ij ≥ 0``, applied
             to non-positive candidates in the denominator (``K`` = number of extra negatives).
         extra_negatives: ``[K, D]`` candidates that are negatives of every anchor (a queue).
+        hard_negatives: keep only each anchor's hardest negatives in the denominator (Wang & Liu
+            2021, hard contrastive loss): the top ``k`` (int) or the top fraction (float in
+            (0, 1]) by similarity, selected without gradient; ties at the cut are all kept.
         normalize: L2-normalise all embeddings first (``eps = 1e-12``).
         reduction: ``"mean"`` over anchors that have at least one positive, ``"sum"``, or
             ``"none"`` for ``[N]`` per-anchor losses (NaN where an anchor has no positive).
     """
-    candidates = anchors if candidates is None else candidates
-    _check_inputs(anchors, candidates, pairs, extra_negatives, temperature)
-    if normalize:
-        anchors = F.normalize(anchors, dim=1, eps=1e-12)
-        candidates = F.normalize(candidates, dim=1, eps=1e-12)
-        if extra_negatives is not None:
-            extra_negatives = F.normalize(extra_negatives, dim=1, eps=1e-12)
-
-    anchors, candidates = _at_least_float32(anchors), _at_least_float32(candidates)
-    logits = anchors @ candidates.T / temperature
-    positive, is_self = pairs.masks()
-    in_denominator = ~is_self
+    logits, positive, in_denominator = _logits_and_masks(
+        anchors, pairs, candidates, temperature, extra_negatives, normalize
+    )
     if exclude_positives:
         in_denominator &= ~positive
-    if extra_negatives is not None:
-        logits = torch.cat(
-            [logits, anchors @ _at_least_float32(extra_negatives).T / temperature], 1
+    if hard_negatives is not None:
+        negatives = in_denominator & ~positive
+        in_denominator = (in_denominator & positive) | _hardest(
+            logits.detach(), negatives, hard_negatives
         )
-        no = torch.zeros(len(anchors), len(extra_negatives), dtype=torch.bool, device=logits.device)
-        yes = torch.ones_like(no)
-        positive = torch.cat([positive, no], 1)
-        in_denominator = torch.cat([in_denominator, yes], 1)
-
     denominator = logits.masked_fill(~in_denominator, float("-inf"))
     if negative_weight is not None:
         log_weight = torch.log(_expand_weight(negative_weight, logits.shape).to(logits.dtype))
@@ -99,6 +90,77 @@ def info_nce(
     if reduction == "mean":
         return total / has_positive.sum()
     raise ContrastkitError(f"Unknown reduction {reduction!r}; use 'mean', 'sum' or 'none'.")
+
+
+def negative_hardness(
+    anchors: Tensor,
+    pairs: Pairs,
+    candidates: Tensor | None = None,
+    *,
+    temperature: float = 0.1,
+    normalize: bool = True,
+) -> Tensor:
+    """InfoNCE's hardness-aware relative penalty (Wang & Liu 2021, eq. 4): for each anchor, the
+    Boltzmann distribution ``exp(s_ij/τ) / Σ_k exp(s_ik/τ)`` over its negatives ``j``; ``[N, M]``,
+    zero on positives and on the anchor itself, each row summing to 1."""
+    logits, positive, in_denominator = _logits_and_masks(
+        anchors, pairs, candidates, temperature, None, normalize
+    )
+    return torch.softmax(
+        logits.masked_fill(positive | ~in_denominator, float("-inf")), dim=1
+    ).nan_to_num(0.0)
+
+
+def _logits_and_masks(
+    anchors: Tensor,
+    pairs: Pairs,
+    candidates: Tensor | None,
+    temperature: float,
+    extra_negatives: Tensor | None,
+    normalize: bool,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Logits ``[N, M + K]`` with the positive mask and the denominator mask (all but self)."""
+    candidates = anchors if candidates is None else candidates
+    _check_inputs(anchors, candidates, pairs, extra_negatives, temperature)
+    if normalize:
+        anchors = F.normalize(anchors, dim=1, eps=1e-12)
+        candidates = F.normalize(candidates, dim=1, eps=1e-12)
+        if extra_negatives is not None:
+            extra_negatives = F.normalize(extra_negatives, dim=1, eps=1e-12)
+
+    anchors, candidates = _at_least_float32(anchors), _at_least_float32(candidates)
+    logits = anchors @ candidates.T / temperature
+    positive, is_self = pairs.masks()
+    in_denominator = ~is_self
+    if extra_negatives is not None:
+        logits = torch.cat(
+            [logits, anchors @ _at_least_float32(extra_negatives).T / temperature], 1
+        )
+        no = torch.zeros(len(anchors), len(extra_negatives), dtype=torch.bool, device=logits.device)
+        yes = torch.ones_like(no)
+        positive = torch.cat([positive, no], 1)
+        in_denominator = torch.cat([in_denominator, yes], 1)
+
+    return logits, positive, in_denominator
+
+
+def _hardest(scores: Tensor, mask: Tensor, keep: int | float) -> Tensor:
+    """Within ``mask``, each row's top ``keep`` entries (a count, or a fraction of the row's count)."""
+    count = mask.sum(1)
+    if (
+        isinstance(keep, bool)
+        or not isinstance(keep, int | float)
+        or keep <= 0
+        or (isinstance(keep, float) and keep > 1)
+    ):
+        raise ContrastkitError(
+            f"hard_negatives must be a count ≥ 1 or a fraction in (0, 1], got {keep!r}."
+        )
+    k = count.clamp(max=keep) if isinstance(keep, int) else torch.ceil(count * keep).long()
+    masked = scores.masked_fill(~mask, float("-inf"))
+    ordered = masked.sort(dim=1, descending=True).values
+    threshold = ordered.gather(1, (k - 1).clamp(min=0)[:, None])
+    return mask & (masked >= threshold)
 
 
 def nt_xent(*views: Tensor, temperature: float = 0.1, **options) -> Tensor:

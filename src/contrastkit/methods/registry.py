@@ -15,7 +15,9 @@ from contrastkit.views import MultiView, build_augmentation
 
 OBJECTIVES: dict[str, Callable[[ObjectiveConfig], nn.Module]] = {
     "ntxent": lambda c: NTXentLoss(c.temperature),
-    "infonce": lambda c: InfoNCELoss(c.temperature, exclude_positives=c.exclude_positives),
+    "infonce": lambda c: InfoNCELoss(
+        c.temperature, exclude_positives=c.exclude_positives, hard_negatives=c.hard_negatives
+    ),
     "dcl": lambda c: DCLLoss(c.temperature),
     "dclw": lambda c: DCLLoss(
         c.temperature, weighted=True, sigma=c.sigma, detach_weight=c.detach_weight

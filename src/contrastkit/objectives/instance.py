@@ -11,14 +11,21 @@ from contrastkit.functional import Pairs, info_nce, vmf_positive_weights
 
 class InfoNCELoss(nn.Module):
     """A member of the InfoNCE family; its options are those of
-    :func:`contrastkit.functional.info_nce` (``exclude_positives=True`` is DCL)."""
+    :func:`contrastkit.functional.info_nce` (``exclude_positives=True`` is DCL,
+    ``hard_negatives`` Wang & Liu's hard contrastive loss)."""
 
     def __init__(
-        self, temperature: float = 0.1, *, exclude_positives: bool = False, normalize: bool = True
+        self,
+        temperature: float = 0.1,
+        *,
+        exclude_positives: bool = False,
+        hard_negatives: int | float | None = None,
+        normalize: bool = True,
     ) -> None:
         super().__init__()
         self.temperature = temperature
         self.exclude_positives = exclude_positives
+        self.hard_negatives = hard_negatives
         self.normalize = normalize
 
     def forward(self, embeddings: Tensor, pairs: Pairs, **options) -> Tensor:
@@ -29,6 +36,7 @@ class InfoNCELoss(nn.Module):
             pairs,
             temperature=self.temperature,
             exclude_positives=self.exclude_positives,
+            hard_negatives=self.hard_negatives,
             normalize=self.normalize,
             **options,
         )
