@@ -55,6 +55,10 @@ class ObjectiveConfig:
     hard_negatives: int | float | None = None  # "infonce" only: top-k count or top fraction
     sigma: float = 0.5  # "dclw": von Mises–Fisher concentration of the positive weights
     detach_weight: bool = False  # "dclw": treat the weights as constants
+    alpha: float = 2.0  # "align-uniform": exponent of the alignment distance
+    t: float = 2.0  # "align-uniform": uniformity kernel scale
+    align_weight: float = 1.0
+    uniform_weight: float = 1.0
 
 
 @dataclass

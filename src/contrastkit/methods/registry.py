@@ -10,7 +10,7 @@ from contrastkit.config import Config, ObjectiveConfig
 from contrastkit.errors import unknown_name
 from contrastkit.methods.module import ContrastiveMethod, Positives
 from contrastkit.nn import ProjectionHead, build_backbone
-from contrastkit.objectives import DCLLoss, InfoNCELoss, NTXentLoss
+from contrastkit.objectives import AlignUniformLoss, DCLLoss, InfoNCELoss, NTXentLoss
 from contrastkit.views import MultiView, build_augmentation
 
 OBJECTIVES: dict[str, Callable[[ObjectiveConfig], nn.Module]] = {
@@ -22,10 +22,13 @@ OBJECTIVES: dict[str, Callable[[ObjectiveConfig], nn.Module]] = {
     "dclw": lambda c: DCLLoss(
         c.temperature, weighted=True, sigma=c.sigma, detach_weight=c.detach_weight
     ),
+    "align-uniform": lambda c: AlignUniformLoss(c.alpha, c.t, c.align_weight, c.uniform_weight),
 }
 
 #: method name → which ids make positives (the rest of a method is its recipe's parts)
-METHODS: dict[str, Positives] = {"simclr": "views", "dcl": "views", "dclw": "views"}
+METHODS: dict[str, Positives] = {
+    name: "views" for name in ("simclr", "dcl", "dclw", "align-uniform")
+}
 
 
 def build_method(config: Config, *, channels: int, image_size: int) -> ContrastiveMethod:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit.errors import ContrastkitError
-from contrastkit.functional import Pairs, info_nce, vmf_positive_weights
+from contrastkit.functional import Pairs, alignment, info_nce, uniformity, vmf_positive_weights
 
 
 class InfoNCELoss(nn.Module):
@@ -86,3 +87,36 @@ class DCLLoss(InfoNCELoss):
             weight = vmf_positive_weights(z1, z2, self.sigma, detach=self.detach_weight)
             options["positive_weight"] = weight.repeat(2)
         return super().forward(embeddings, pairs, **options)
+
+
+class AlignUniformLoss(nn.Module):
+    """Alignment + uniformity as a training objective (Wang & Isola 2020, §4.3):
+    ``w_a · align(x, y; α) + w_u · (uniform(x; t) + uniform(y; t)) / 2`` on L2-normalised views."""
+
+    def __init__(
+        self,
+        alpha: float = 2.0,
+        t: float = 2.0,
+        align_weight: float = 1.0,
+        uniform_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.alpha, self.t, self.align_weight, self.uniform_weight = (
+            alpha,
+            t,
+            align_weight,
+            uniform_weight,
+        )
+
+    def forward(self, embeddings: Tensor, pairs: Pairs) -> Tensor:
+        if (
+            pairs.self_offset != 0
+            or len(embeddings) % 2
+            or not torch.equal(*pairs.anchor_ids.chunk(2))
+        ):
+            raise ContrastkitError(
+                "Alignment/uniformity pairs two views of one batch; use Pairs.views(B, 2)."
+            )
+        x, y = F.normalize(embeddings, dim=1, eps=1e-12).chunk(2)
+        uniform = (uniformity(x, self.t) + uniformity(y, self.t)) / 2
+        return self.align_weight * alignment(x, y, self.alpha) + self.uniform_weight * uniform
