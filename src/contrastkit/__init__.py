@@ -16,7 +16,7 @@ from typing import Any
 from contrastkit.config import Config, load_config
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional import Pairs, info_nce, nt_xent
-from contrastkit.objectives import DCLLoss, InfoNCELoss, NTXentLoss
+from contrastkit.objectives import AlignUniformLoss, DCLLoss, InfoNCELoss, NTXentLoss
 
 __version__ = "0.1.0"
 
@@ -29,6 +29,7 @@ _LAZY = {  # heavier imports (Lightning, data sources) load on first use
 }
 
 __all__ = [
+    "AlignUniformLoss",
     "Config",
     "ContrastkitError",
     "DCLLoss",

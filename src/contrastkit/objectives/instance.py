@@ -10,6 +10,14 @@ from contrastkit.errors import ContrastkitError
 from contrastkit.functional import Pairs, alignment, info_nce, uniformity, vmf_positive_weights
 
 
+def two_views(embeddings: Tensor, pairs: Pairs, what: str) -> tuple[Tensor, Tensor]:
+    """The two views ``[B, D]`` of a view-major batch, checked against ``pairs``."""
+    if pairs.self_offset != 0 or len(embeddings) % 2 or not torch.equal(*pairs.anchor_ids.chunk(2)):
+        raise ContrastkitError(f"{what} need two views of one batch; use Pairs.views(B, 2).")
+    first, second = embeddings.chunk(2)
+    return first, second
+
+
 class InfoNCELoss(nn.Module):
     """A member of the InfoNCE family; its options are those of
     :func:`contrastkit.functional.info_nce` (``exclude_positives=True`` is DCL,
@@ -75,15 +83,7 @@ class DCLLoss(InfoNCELoss):
 
     def forward(self, embeddings: Tensor, pairs: Pairs, **options) -> Tensor:
         if self.weighted:
-            if (
-                pairs.self_offset != 0
-                or len(embeddings) % 2
-                or not torch.equal(*pairs.anchor_ids.chunk(2))
-            ):
-                raise ContrastkitError(
-                    "DCLW weights are defined for two views of one batch; use Pairs.views(B, 2)."
-                )
-            z1, z2 = embeddings.chunk(2)
+            z1, z2 = two_views(embeddings, pairs, "DCLW weights")
             weight = vmf_positive_weights(z1, z2, self.sigma, detach=self.detach_weight)
             options["positive_weight"] = weight.repeat(2)
         return super().forward(embeddings, pairs, **options)
@@ -101,22 +101,10 @@ class AlignUniformLoss(nn.Module):
         uniform_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        self.alpha, self.t, self.align_weight, self.uniform_weight = (
-            alpha,
-            t,
-            align_weight,
-            uniform_weight,
-        )
+        self.alpha, self.t = alpha, t
+        self.align_weight, self.uniform_weight = align_weight, uniform_weight
 
     def forward(self, embeddings: Tensor, pairs: Pairs) -> Tensor:
-        if (
-            pairs.self_offset != 0
-            or len(embeddings) % 2
-            or not torch.equal(*pairs.anchor_ids.chunk(2))
-        ):
-            raise ContrastkitError(
-                "Alignment/uniformity pairs two views of one batch; use Pairs.views(B, 2)."
-            )
-        x, y = F.normalize(embeddings, dim=1, eps=1e-12).chunk(2)
+        x, y = two_views(F.normalize(embeddings, dim=1, eps=1e-12), pairs, "Alignment/uniformity")
         uniform = (uniformity(x, self.t) + uniformity(y, self.t)) / 2
         return self.align_weight * alignment(x, y, self.alpha) + self.uniform_weight * uniform
