@@ -25,8 +25,12 @@ from torch import Tensor
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional.pairs import Pairs
+from contrastkit.functional.tiled import TILE, tiled_per_anchor_loss
 
 Reduction = Literal["mean", "sum", "none"]
+Backend = Literal["auto", "dense", "tiled"]
+#: above this many logits (N × (M + K)) ``backend="auto"`` takes the tiled path
+AUTO_TILED_LOGITS = 4096 * 4096
 
 
 def info_nce(
@@ -42,6 +46,8 @@ def info_nce(
     hard_negatives: int | float | None = None,
     normalize: bool = True,
     reduction: Reduction = "mean",
+    backend: Backend = "auto",
+    tile_size: int = TILE,
 ) -> Tensor:
     """InfoNCE over ``anchors [N, D]`` and ``candidates [M, D]`` (default: the anchors themselves).
 
@@ -59,10 +65,62 @@ def info_nce(
         normalize: L2-normalise all embeddings first (``eps = 1e-12``).
         reduction: ``"mean"`` over anchors that have at least one positive, ``"sum"``, or
             ``"none"`` for ``[N]`` per-anchor losses (NaN where an anchor has no positive).
+        backend: ``"dense"`` (reference: the full logit matrix), ``"tiled"`` (linear memory,
+            logits recomputed tile by tile in backward; see :mod:`contrastkit.functional.tiled`),
+            or ``"auto"``: tiled above ``AUTO_TILED_LOGITS`` logits when the options allow it.
+        tile_size: rows/columns per tile of the tiled path.
     """
-    logits, positive, in_denominator = _logits_and_masks(
-        anchors, pairs, candidates, temperature, extra_negatives, normalize
+    anchors, candidates = _prepare(
+        anchors, pairs, candidates, extra_negatives, temperature, normalize
     )
+    if _tiled(backend, anchors, candidates, hard_negatives, negative_weight):
+        log_weight = (
+            None if negative_weight is None else torch.log(negative_weight.to(anchors.dtype))
+        )
+        loss, n_positives = tiled_per_anchor_loss(
+            anchors,
+            candidates,
+            pairs,
+            temperature,
+            exclude_positives=exclude_positives,
+            positive_weight=positive_weight,
+            log_negative_weight=log_weight,
+            tile=tile_size,
+        )
+    else:
+        loss, n_positives = _dense_per_anchor_loss(
+            anchors,
+            candidates,
+            pairs,
+            temperature,
+            exclude_positives,
+            positive_weight,
+            negative_weight,
+            hard_negatives,
+        )
+    has_positive = n_positives > 0
+    if reduction == "none":
+        return loss.masked_fill(~has_positive, float("nan"))
+    total = loss.masked_fill(~has_positive, 0.0).sum()
+    if reduction == "sum":
+        return total
+    if reduction == "mean":
+        return total / has_positive.sum()
+    raise ContrastkitError(f"Unknown reduction {reduction!r}; use 'mean', 'sum' or 'none'.")
+
+
+def _dense_per_anchor_loss(
+    anchors: Tensor,
+    candidates: Tensor,
+    pairs: Pairs,
+    temperature: float,
+    exclude_positives: bool,
+    positive_weight: Tensor | None,
+    negative_weight: Tensor | None,
+    hard_negatives: int | float | None,
+) -> tuple[Tensor, Tensor]:
+    """The reference path: the full ``[N, M + K]`` logit matrix, masked."""
+    logits, positive, in_denominator = _logits_and_masks(anchors, candidates, pairs, temperature)
     if exclude_positives:
         in_denominator &= ~positive
     if hard_negatives is not None:
@@ -74,22 +132,11 @@ def info_nce(
     if negative_weight is not None:
         log_weight = torch.log(_expand_weight(negative_weight, logits.shape).to(logits.dtype))
         denominator = denominator + log_weight.masked_fill(positive, 0.0)
-    log_denominator = torch.logsumexp(denominator, dim=1)
-
     n_positives = positive.sum(1)
     positive_logit = logits.masked_fill(~positive, 0.0).sum(1) / n_positives.clamp(min=1)
     if positive_weight is not None:
         positive_logit = positive_logit * positive_weight.to(logits.dtype)
-    loss = log_denominator - positive_logit
-    has_positive = n_positives > 0
-    if reduction == "none":
-        return loss.masked_fill(~has_positive, float("nan"))
-    total = loss.masked_fill(~has_positive, 0.0).sum()
-    if reduction == "sum":
-        return total
-    if reduction == "mean":
-        return total / has_positive.sum()
-    raise ContrastkitError(f"Unknown reduction {reduction!r}; use 'mean', 'sum' or 'none'.")
+    return torch.logsumexp(denominator, dim=1) - positive_logit, n_positives
 
 
 def negative_hardness(
@@ -103,45 +150,71 @@ def negative_hardness(
     """InfoNCE's hardness-aware relative penalty (Wang & Liu 2021, eq. 4): for each anchor, the
     Boltzmann distribution ``exp(s_ij/τ) / Σ_k exp(s_ik/τ)`` over its negatives ``j``; ``[N, M]``,
     zero on positives and on the anchor itself, each row summing to 1."""
-    logits, positive, in_denominator = _logits_and_masks(
-        anchors, pairs, candidates, temperature, None, normalize
-    )
+    anchors, candidates = _prepare(anchors, pairs, candidates, None, temperature, normalize)
+    logits, positive, in_denominator = _logits_and_masks(anchors, candidates, pairs, temperature)
     return torch.softmax(
         logits.masked_fill(positive | ~in_denominator, float("-inf")), dim=1
     ).nan_to_num(0.0)
 
 
-def _logits_and_masks(
+def _prepare(
     anchors: Tensor,
     pairs: Pairs,
     candidates: Tensor | None,
-    temperature: float,
     extra_negatives: Tensor | None,
+    temperature: float,
     normalize: bool,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Logits ``[N, M + K]`` with the positive mask and the denominator mask (all but self)."""
+) -> tuple[Tensor, Tensor]:
+    """Checked, normalised, at-least-float32 anchors and candidates (extra negatives last)."""
     candidates = anchors if candidates is None else candidates
     _check_inputs(anchors, candidates, pairs, extra_negatives, temperature)
+    if extra_negatives is not None:
+        candidates = torch.cat([candidates, extra_negatives.to(candidates.dtype)])
     if normalize:
         anchors = F.normalize(anchors, dim=1, eps=1e-12)
         candidates = F.normalize(candidates, dim=1, eps=1e-12)
-        if extra_negatives is not None:
-            extra_negatives = F.normalize(extra_negatives, dim=1, eps=1e-12)
+    return _at_least_float32(anchors), _at_least_float32(candidates)
 
-    anchors, candidates = _at_least_float32(anchors), _at_least_float32(candidates)
+
+def _logits_and_masks(
+    anchors: Tensor, candidates: Tensor, pairs: Pairs, temperature: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Logits ``[N, M + K]``, the positive mask and the denominator mask (all but self); the
+    ``K`` candidates beyond ``pairs`` are extra negatives."""
     logits = anchors @ candidates.T / temperature
-    positive, is_self = pairs.masks()
-    in_denominator = ~is_self
-    if extra_negatives is not None:
-        logits = torch.cat(
-            [logits, anchors @ _at_least_float32(extra_negatives).T / temperature], 1
-        )
-        no = torch.zeros(len(anchors), len(extra_negatives), dtype=torch.bool, device=logits.device)
-        yes = torch.ones_like(no)
-        positive = torch.cat([positive, no], 1)
-        in_denominator = torch.cat([in_denominator, yes], 1)
+    extra = len(candidates) - pairs.n_candidates
+    positive, is_self = (F.pad(mask, (0, extra)) for mask in pairs.masks())
+    return logits, positive, ~is_self
 
-    return logits, positive, in_denominator
+
+def _tiled(
+    backend: Backend,
+    anchors: Tensor,
+    candidates: Tensor,
+    hard_negatives: int | float | None,
+    negative_weight: Tensor | None,
+) -> bool:
+    """Whether to take the tiled path: forced, or ``"auto"`` above :data:`AUTO_TILED_LOGITS`."""
+    if backend not in ("auto", "dense", "tiled"):
+        raise ContrastkitError(f"backend must be 'auto', 'dense' or 'tiled', got {backend!r}.")
+    dense_only = hard_negatives is not None or (
+        negative_weight is not None and negative_weight.ndim != 1
+    )
+    if backend == "tiled" and dense_only:
+        raise ContrastkitError(
+            "The tiled backend supports per-candidate negative weights only and no hard_negatives; use backend='dense'."
+        )
+    if (
+        negative_weight is not None
+        and negative_weight.ndim == 1
+        and negative_weight.shape[0] != len(candidates)
+    ):
+        _expand_weight(
+            negative_weight, torch.Size((len(anchors), len(candidates)))
+        )  # raises the clear error
+    return backend == "tiled" or (
+        backend == "auto" and not dense_only and len(anchors) * len(candidates) > AUTO_TILED_LOGITS
+    )
 
 
 def _hardest(scores: Tensor, mask: Tensor, keep: int | float) -> Tensor:
