@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from contrastkit.errors import ContrastkitError
+from contrastkit.functional.distributed import gather_with_grad, global_pairs, world
 from contrastkit.functional.pairs import Pairs
 from contrastkit.functional.tiled import TILE, tiled_per_anchor_loss
 
@@ -48,6 +49,7 @@ def info_nce(
     reduction: Reduction = "mean",
     backend: Backend = "auto",
     tile_size: int = TILE,
+    distributed: bool | None = None,
 ) -> Tensor:
     """InfoNCE over ``anchors [N, D]`` and ``candidates [M, D]`` (default: the anchors themselves).
 
@@ -69,7 +71,16 @@ def info_nce(
             logits recomputed tile by tile in backward; see :mod:`contrastkit.functional.tiled`),
             or ``"auto"``: tiled above ``AUTO_TILED_LOGITS`` logits when the options allow it.
         tile_size: rows/columns per tile of the tiled path.
+        distributed: contrast this rank's anchors with the candidates of every rank (gathered
+            with gradient; see :mod:`contrastkit.functional.distributed`). ``None``: whenever a
+            process group with more than one rank is initialised. Weights are then per global
+            candidate; extra negatives are not gathered (a queue is already global).
     """
+    if distributed is None:
+        distributed = world()[1] > 1
+    if distributed:  # local anchors × candidates of every rank, gathered with gradient
+        local = anchors if candidates is None else candidates
+        pairs, candidates = global_pairs(pairs, len(local)), gather_with_grad(local)
     anchors, candidates = _prepare(
         anchors, pairs, candidates, extra_negatives, temperature, normalize
     )

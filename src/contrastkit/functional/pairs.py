@@ -25,11 +25,15 @@ class Pairs:
         candidate_ids: ``[M]`` integer ids of the candidates.
         self_offset: when anchors are also candidates (self-contrast), anchor ``i`` is candidate
             ``self_offset + i`` and is excluded; ``None`` when the two sets are disjoint.
+        batch_local: the ids are sample indices within this process's batch (views, cross), so
+            they are made unique per rank when candidates are gathered across processes; class
+            ids (labels) are global and are not.
     """
 
     anchor_ids: Tensor
     candidate_ids: Tensor
     self_offset: int | None = None
+    batch_local: bool = False
 
     def __post_init__(self) -> None:
         for name in ("anchor_ids", "candidate_ids"):
@@ -59,7 +63,7 @@ class Pairs:
                 f"Contrasting views needs at least 1 sample and 2 views, got {n_samples} and {n_views}."
             )
         ids = torch.arange(n_samples, device=device).repeat(n_views)
-        return cls(ids, ids, 0)
+        return cls(ids, ids, 0, batch_local=True)
 
     @classmethod
     def labels(cls, labels: Tensor, n_views: int = 1) -> Pairs:
@@ -72,7 +76,7 @@ class Pairs:
     def cross(cls, n_samples: int, device: torch.device | str | None = None) -> Pairs:
         """Two disjoint sets matched row by row (query i ↔ key i; MoCo, CLIP)."""
         ids = torch.arange(n_samples, device=device)
-        return cls(ids, ids, None)
+        return cls(ids, ids, None, batch_local=True)
 
     @property
     def n_anchors(self) -> int:

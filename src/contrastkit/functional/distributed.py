@@ -1,0 +1,59 @@
+"""Exact cross-process negatives: local anchors × global candidates gathered with gradient
+(open_clip's "local loss + gather with grad"), the default under ``torch.distributed``.
+
+Each rank computes the loss of its own anchors against every rank's candidates. The gather's
+backward sums the candidate gradients over ranks, so after DDP averages parameter gradients over
+the ``W`` ranks, they equal the gradient of the mean loss over the whole global batch.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+
+from contrastkit.functional.pairs import Pairs
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)``, or ``(0, 1)`` outside an initialised process group."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def gather_with_grad(x: Tensor) -> Tensor:
+    """Concatenate ``x`` from every rank (rank order); gradients flow back to each rank's slice."""
+    if world()[1] == 1:
+        return x
+    import torch.distributed.nn.functional as dist_nn
+
+    return torch.cat(dist_nn.all_gather(x))
+
+
+def gather(x: Tensor) -> Tensor:
+    """Concatenate ``x`` from every rank, without gradient (ids, labels)."""
+    size = world()[1]
+    if size == 1:
+        return x
+    parts = [torch.empty_like(x) for _ in range(size)]
+    dist.all_gather(parts, x.contiguous())
+    return torch.cat(parts)
+
+
+def global_pairs(pairs: Pairs, n_local_candidates: int) -> Pairs:
+    """``pairs`` of this rank's anchors against the candidates gathered from all ranks."""
+    rank, _ = world()
+    shift = 0
+    if pairs.batch_local:  # make per-batch sample ids unique across ranks
+        span = int(pairs.candidate_ids.max()) + 1 if len(pairs.candidate_ids) else 0
+        shift = rank * int(gather(torch.tensor([span], device=pairs.candidate_ids.device)).max())
+    self_offset = (
+        None if pairs.self_offset is None else rank * n_local_candidates + pairs.self_offset
+    )
+    return Pairs(
+        pairs.anchor_ids + shift,
+        gather(pairs.candidate_ids + shift),
+        self_offset,
+        batch_local=False,
+    )
