@@ -230,3 +230,37 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
     assert RunDir(out).status()["state"] == "complete"
     assert epochs_logged(out) == list(range(12))
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 11
+
+
+def test_two_process_ddp_run_on_cpu(tmp_path):
+    """Lightning DDP with 2 CPU processes: one run directory, written by rank 0 only; the
+    schedule counts each rank's steps; the contrastive loss sees both ranks' candidates."""
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable,
+        "-m",
+        "contrastkit.train.cli",
+        "fit",
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--no-progress",
+        "--epochs",
+        "2",
+        "train.batch_size=128",
+        "train.devices=2",
+        "train.accelerator=cpu",
+        "train.strategy=ddp",
+        "optim.warmup_epochs=0.5",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("run directory:") == 1
+    run = RunDir(out)
+    assert run.status()["state"] == "complete"
+    assert json.loads(run.results_path.read_text())["knn_accuracy"] > 0.3
+    with open(out / "metrics.csv") as f:
+        rows = [r for r in csv.DictReader(f) if r.get("lr")]
+    assert int(rows[-1]["step"]) < 11  # 718 samples per rank / 128 = 5 steps per epoch per rank
+    assert float(rows[-1]["lr"]) < 0.2 * run.load_config().optim.lr  # the cosine reached its tail

@@ -77,6 +77,10 @@ class TrainConfig:
     batch_size: int = 256
     accelerator: str = "auto"
     devices: int | str = 1
+    strategy: str = (
+        "auto"  # Lightning strategy: "ddp" under torchrun, "ddp_spawn" for CPU processes
+    )
+    num_nodes: int = 1
     precision: str = "32-true"
     num_threads: int | None = None
     progress_bar: bool = True

@@ -8,6 +8,8 @@ the ``W`` ranks, they equal the gradient of the mean loss over the whole global 
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -28,7 +30,9 @@ def gather_with_grad(x: Tensor) -> Tensor:
         return x
     import torch.distributed.nn.functional as dist_nn
 
-    return torch.cat(dist_nn.all_gather(x))
+    with warnings.catch_warnings():  # deprecated in favour of a private API; it works (NOTES.md)
+        warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+        return torch.cat(dist_nn.all_gather(x))
 
 
 def gather(x: Tensor) -> Tensor:

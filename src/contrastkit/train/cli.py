@@ -118,7 +118,8 @@ def _fit(args: argparse.Namespace) -> int:
         if args.no_progress:
             overrides.append("train.progress_bar=false")
         result = fit(load_config(args.config, overrides), out=args.out)
-    _print_results(result.run_dir, result.metrics)
+    if result.metrics:  # other ranks of a multi-process run have nothing to report
+        _print_results(result.run_dir, result.metrics)
     return 0
 
 

@@ -20,14 +20,10 @@ from contrastkit.train.optim import build_optimizer, cosine_with_warmup
 class LitMethod(L.LightningModule):
     """Trains ``method`` with the optimiser and warm-up + cosine schedule of ``optim``."""
 
-    def __init__(
-        self, method: ContrastiveMethod, optim: OptimConfig, *, steps_per_epoch: int, epochs: int
-    ):
+    def __init__(self, method: ContrastiveMethod, optim: OptimConfig) -> None:
         super().__init__()
         self.method = method
         self.optim = optim
-        self.total_steps = steps_per_epoch * epochs
-        self.warmup_steps = min(round(optim.warmup_epochs * steps_per_epoch), self.total_steps)
 
     def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
         x, labels = batch[0], (batch[1] if len(batch) > 1 else None)
@@ -38,7 +34,15 @@ class LitMethod(L.LightningModule):
                 f"{self.global_step}; lower optim.lr or raise objective.temperature "
                 "(the last good checkpoint is kept and the run is marked failed)."
             )
-        self.log("train_loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=len(x))
+        self.log(
+            "train_loss",
+            loss,
+            prog_bar=True,
+            on_step=True,
+            on_epoch=True,
+            batch_size=len(x),
+            sync_dist=True,
+        )
         self.log(
             "lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False
         )
@@ -52,10 +56,15 @@ class LitMethod(L.LightningModule):
             weight_decay=self.optim.weight_decay,
             momentum=self.optim.momentum,
         )
+        # steps per rank, after the distributed sampler and gradient accumulation (Lightning's count)
+        total_steps = max(int(self.trainer.estimated_stepping_batches), 1)
+        warmup_steps = min(
+            round(self.optim.warmup_epochs * total_steps / self.trainer.max_epochs), total_steps
+        )
         schedule = cosine_with_warmup(
             optimizer,
-            warmup_steps=self.warmup_steps,
-            total_steps=max(self.total_steps, 1),
+            warmup_steps=warmup_steps,
+            total_steps=total_steps,
             min_lr_ratio=self.optim.min_lr_ratio,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

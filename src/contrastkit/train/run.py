@@ -17,6 +17,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from torch.utils.data import DataLoader, TensorDataset
 
 from contrastkit.config import Config, EvalConfig, load_config
@@ -100,24 +101,28 @@ def fit(
         torch.set_num_threads(config.train.num_threads)
     method = build_method(config, channels=data.channels, image_size=data.image_size)
     loader = _train_loader(data, config)
-    lit = LitMethod(method, config.optim, steps_per_epoch=len(loader), epochs=config.train.epochs)
+    lit = LitMethod(method, config.optim)
     trainer = L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
         devices=config.train.devices,
+        strategy=config.train.strategy,
+        num_nodes=config.train.num_nodes,
         precision=config.train.precision,
         logger=CSVLogger(run.root, name="logs"),  # one version_N folder per (re)start
         callbacks=[AtomicLastCheckpoint(run.checkpoint_path)],
         enable_checkpointing=False,
         enable_progress_bar=config.train.progress_bar,
         enable_model_summary=False,
-        log_every_n_steps=max(1, min(50, len(loader))),
+        log_every_n_steps=max(1, min(50, len(loader) // _processes(config))),
         num_sanity_val_steps=0,
     )
-    # everything that can reject the config has run: only now is the run directory written
-    if resume is None:
+    # everything that can reject the config has run: only now is the run directory written, and
+    # only by the main process (under torchrun / Lightning's DDP launcher every rank runs this)
+    main_process = rank_zero_only.rank == 0
+    if main_process and resume is None:
         run.create(config)
-    else:
+    elif main_process:
         run.set_status("running", resumed_from=str(checkpoint) if checkpoint else None)
     started = time.perf_counter()
     try:
@@ -145,6 +150,8 @@ def fit(
             f"Training stopped at epoch {trainer.current_epoch}; resume with --resume {run.root}."
         )
     train_seconds = time.perf_counter() - started
+    if not trainer.is_global_zero:
+        return FitResult(run.root, {}, method)
     run.merge_metrics()
     run.save_model(method.state_dict())
     results = evaluate_into(run, method, data, config.eval)
@@ -236,6 +243,12 @@ def _train_loader(data: ImageData, config: Config) -> DataLoader:
         drop_last=True,
         generator=generator,
     )
+
+
+def _processes(config: Config) -> int:
+    """How many training processes share each epoch's batches (for the logging interval)."""
+    devices = config.train.devices if isinstance(config.train.devices, int) else 1
+    return max(devices, 1) * max(config.train.num_nodes, 1)
 
 
 def _check_train_config(config: Config) -> None:
