@@ -195,10 +195,9 @@ def test_corrupt_checkpoint_gets_a_clear_error(tmp_path, capsys):
     assert run.checkpoint_path.read_bytes() == b"not a checkpoint"
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
-    out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [
+def fit_command(out: Path, epochs: str, *overrides: str) -> list[str]:
+    """``contrastkit fit`` on digits as a separate process."""
+    return [
         sys.executable,
         "-m",
         "contrastkit.train.cli",
@@ -209,9 +208,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
         "1",
         "--no-progress",
         "--epochs",
-        "12",
+        epochs,
         "train.batch_size=128",
+        *overrides,
     ]
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
+    out = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = fit_command(out, "12")
     process = subprocess.Popen(
         command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -236,24 +242,14 @@ def test_two_process_ddp_run_on_cpu(tmp_path):
     """Lightning DDP with 2 CPU processes: one run directory, written by rank 0 only; the
     schedule counts each rank's steps; the contrastive loss sees both ranks' candidates."""
     out = tmp_path / "ddp"
-    command = [
-        sys.executable,
-        "-m",
-        "contrastkit.train.cli",
-        "fit",
-        "--out",
-        str(out),
-        "--threads",
-        "1",
-        "--no-progress",
-        "--epochs",
+    command = fit_command(
+        out,
         "2",
-        "train.batch_size=128",
         "train.devices=2",
         "train.accelerator=cpu",
         "train.strategy=ddp",
         "optim.warmup_epochs=0.5",
-    ]
+    )
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("run directory:") == 1
