@@ -11,6 +11,10 @@ One function covers the family (DESIGN.md, principle 3). For anchor ``i`` with p
 - DCLW: ``positive_weight`` = ``w_i``.
 - MoCo's queue (He et al. 2020): ``extra_negatives`` join ``D_i`` and are never positive.
 - Weighted negatives: ``negative_weight`` = ``c_ij`` (1 for positives in the denominator).
+- Hard contrastive loss (Wang & Liu 2021): ``hard_negatives`` keeps the top negatives of ``D_i``.
+
+Two exact paths compute it (dense reference, tiled in linear memory), and under
+``torch.distributed`` the candidates are gathered from every rank with gradient.
 
 Every log-sum-exp is ``torch.logsumexp`` in float32 with ``-inf`` masking (no exp/sum/log chains).
 """
