@@ -70,3 +70,45 @@ def test_bad_chunk_size():
     _, _, inputs, encode, loss_fn = setup()
     with pytest.raises(ContrastkitError, match="chunk_size"):
         grad_cache_backward(encode, inputs, loss_fn, 0)
+
+
+def test_method_step_in_chunks_equals_the_plain_step_without_batch_statistics():
+    from contrastkit.methods import ContrastiveMethod
+    from contrastkit.nn import ProjectionHead
+    from contrastkit.objectives import NTXentLoss
+    from contrastkit.views import MultiView, build_augmentation
+
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.Dropout(0.2), nn.ReLU())
+    head = ProjectionHead(32, hidden_dim=32, out_dim=16, batch_norm=False)
+    views = MultiView(build_augmentation("small-gray", image_size=8, channels=1), n_views=2)
+    method = ContrastiveMethod(backbone, head, NTXentLoss(0.2), views)
+    x = torch.rand(10, 1, 8, 8)
+
+    torch.manual_seed(3)
+    plain = method.training_loss(x)
+    plain.backward()
+    expected = [p.grad.clone() for p in method.parameters()]
+    method.zero_grad()
+    torch.manual_seed(3)
+    cached = method.backward_in_chunks(x, None, chunk_size=6)
+    torch.testing.assert_close(cached, plain.detach())
+    for p, want in zip(method.parameters(), expected, strict=True):
+        torch.testing.assert_close(p.grad, want)
+
+
+def test_fit_with_a_gradient_cache(tmp_path):
+    import contrastkit as ck
+
+    overrides = {
+        "train.epochs": 1,
+        "train.num_threads": 1,
+        "train.progress_bar": False,
+        "train.grad_cache_chunk": 100,
+    }
+    result = ck.fit(ck.load_config("simclr", overrides), out=tmp_path / "gc")
+    assert result.metrics["linear_probe_accuracy"] > 0.5
+    checkpoint = torch.load(tmp_path / "gc" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 1437 // 256  # the optimizer stepped once per batch
+    with pytest.raises(ck.ContrastkitError, match="at least 1"):
+        ck.fit(ck.load_config("simclr", {"train.grad_cache_chunk": 0}), out=tmp_path / "bad")

@@ -83,6 +83,7 @@ class TrainConfig:
     num_nodes: int = 1
     precision: str = "32-true"
     num_threads: int | None = None
+    grad_cache_chunk: int | None = None  # views per chunk: GradCache, one chunk's activation memory
     progress_bar: bool = True
 
 

@@ -1,5 +1,6 @@
 """Pure tensor math: pair structure and the InfoNCE engine. No state, no Lightning, no I/O."""
 
+from contrastkit.functional.distributed import gather, gather_with_grad, world
 from contrastkit.functional.geometry import alignment, tolerance, uniformity
 from contrastkit.functional.infonce import info_nce, negative_hardness, nt_xent
 from contrastkit.functional.pairs import Pairs
@@ -8,10 +9,13 @@ from contrastkit.functional.weights import vmf_positive_weights
 __all__ = [
     "Pairs",
     "alignment",
+    "gather",
+    "gather_with_grad",
     "info_nce",
     "negative_hardness",
     "nt_xent",
     "tolerance",
     "uniformity",
     "vmf_positive_weights",
+    "world",
 ]

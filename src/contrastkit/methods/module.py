@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional import Pairs
+from contrastkit.methods.grad_cache import grad_cache_backward
 from contrastkit.views import MultiView
 
 Positives = Literal["views", "labels"]
@@ -57,6 +58,19 @@ class ContrastiveMethod(nn.Module):
         views = self.views(x)
         embeddings = self.head(self.backbone(views))
         return self.objective(embeddings, self.pairs(len(x), labels, embeddings.device))
+
+    def backward_in_chunks(self, x: Tensor, labels: Tensor | None, chunk_size: int) -> Tensor:
+        """Back-propagate :meth:`training_loss` with the activation memory of ``chunk_size`` views
+        (GradCache, Gao et al. 2021); returns the detached loss. Batch statistics (BatchNorm)
+        are then per chunk."""
+        views = self.views(x)  # made once: both passes see the same views
+        pairs = self.pairs(len(x), labels, views.device)
+        return grad_cache_backward(
+            lambda v: self.head(self.backbone(v)),
+            views,
+            lambda z: self.objective(z, pairs),
+            chunk_size,
+        )
 
     @torch.no_grad()
     def embed(self, x: Tensor, batch_size: int = 1024) -> Tensor:

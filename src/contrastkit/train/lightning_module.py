@@ -18,16 +18,42 @@ from contrastkit.train.optim import build_optimizer, cosine_with_warmup
 
 
 class LitMethod(L.LightningModule):
-    """Trains ``method`` with the optimiser and warm-up + cosine schedule of ``optim``."""
+    """Trains ``method`` with the optimiser and warm-up + cosine schedule of ``optim``.
 
-    def __init__(self, method: ContrastiveMethod, optim: OptimConfig) -> None:
+    With ``grad_cache_chunk`` the step back-propagates chunk by chunk (GradCache) under manual
+    optimisation, so a batch of any size trains with one chunk's activation memory.
+    """
+
+    def __init__(
+        self, method: ContrastiveMethod, optim: OptimConfig, grad_cache_chunk: int | None = None
+    ) -> None:
         super().__init__()
         self.method = method
         self.optim = optim
+        self.grad_cache_chunk = grad_cache_chunk
+        self.automatic_optimization = grad_cache_chunk is None
+
+    def on_fit_start(self) -> None:
+        if self.grad_cache_chunk is None:
+            return
+        if self.trainer.world_size > 1:
+            raise ContrastkitError(
+                "train.grad_cache_chunk does not support several processes yet; unset it or train on one device."
+            )
+        if str(self.trainer.precision).startswith("16"):
+            raise ContrastkitError(
+                "train.grad_cache_chunk needs fp32 or bf16 (it back-propagates without a loss scaler); "
+                "set train.precision to 32-true or bf16-mixed."
+            )
 
     def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
         x, labels = batch[0], (batch[1] if len(batch) > 1 else None)
-        loss = self.method.training_loss(x, labels)
+        if self.automatic_optimization:
+            loss = self.method.training_loss(x, labels)
+        else:
+            optimizer = self.optimizers()
+            optimizer.zero_grad()
+            loss = self.method.backward_in_chunks(x, labels, self.grad_cache_chunk)
         if not torch.isfinite(loss):
             raise ContrastkitError(
                 f"The training loss became {loss.item()} at epoch {self.current_epoch}, step "
@@ -46,6 +72,9 @@ class LitMethod(L.LightningModule):
         self.log(
             "lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False
         )
+        if not self.automatic_optimization:
+            optimizer.step()
+            self.lr_schedulers().step()
         return loss
 
     def configure_optimizers(self):

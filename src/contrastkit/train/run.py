@@ -101,7 +101,7 @@ def fit(
         torch.set_num_threads(config.train.num_threads)
     method = build_method(config, channels=data.channels, image_size=data.image_size)
     loader = _train_loader(data, config)
-    lit = LitMethod(method, config.optim)
+    lit = LitMethod(method, config.optim, config.train.grad_cache_chunk)
     trainer = L.Trainer(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
@@ -267,6 +267,10 @@ def _check_train_config(config: Config) -> None:
             "train.num_threads must be at least 1",
         ),
         (config.eval.knn_k >= 1, f"eval.knn_k must be at least 1, got {config.eval.knn_k}"),
+        (
+            config.train.grad_cache_chunk is None or config.train.grad_cache_chunk >= 1,
+            "train.grad_cache_chunk must be at least 1",
+        ),
     ]
     for ok, message in checks:
         if not ok:
