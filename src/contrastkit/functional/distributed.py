@@ -48,10 +48,9 @@ def gather(x: Tensor) -> Tensor:
 def global_pairs(pairs: Pairs, n_local_candidates: int) -> Pairs:
     """``pairs`` of this rank's anchors against the candidates gathered from all ranks."""
     rank, _ = world()
-    shift = 0
-    if pairs.batch_local:  # make per-batch sample ids unique across ranks
-        span = int(pairs.candidate_ids.max()) + 1 if len(pairs.candidate_ids) else 0
-        shift = rank * int(gather(torch.tensor([span], device=pairs.candidate_ids.device)).max())
+    # per-batch sample ids lie in [0, n_local_candidates): shifting by the rank keeps them unique
+    # without a collective or a host sync (every rank has the same number of candidates)
+    shift = rank * n_local_candidates if pairs.batch_local else 0
     self_offset = (
         None if pairs.self_offset is None else rank * n_local_candidates + pairs.self_offset
     )

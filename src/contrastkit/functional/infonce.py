@@ -88,6 +88,8 @@ def info_nce(
     anchors, candidates = _prepare(
         anchors, pairs, candidates, extra_negatives, temperature, normalize
     )
+    if negative_weight is not None:
+        _check_weight(negative_weight, len(anchors), len(candidates))
     if _tiled(backend, anchors, candidates, hard_negatives, negative_weight):
         log_weight = (
             None if negative_weight is None else torch.log(negative_weight.to(anchors.dtype))
@@ -145,7 +147,7 @@ def _dense_per_anchor_loss(
         )
     denominator = logits.masked_fill(~in_denominator, float("-inf"))
     if negative_weight is not None:
-        log_weight = torch.log(_expand_weight(negative_weight, logits.shape).to(logits.dtype))
+        log_weight = torch.log(negative_weight.to(logits.dtype)).expand(logits.shape)
         denominator = denominator + log_weight.masked_fill(positive, 0.0)
     n_positives = positive.sum(1)
     positive_logit = logits.masked_fill(~positive, 0.0).sum(1) / n_positives.clamp(min=1)
@@ -197,8 +199,7 @@ def _logits_and_masks(
     """Logits ``[N, M + K]``, the positive mask and the denominator mask (all but self); the
     ``K`` candidates beyond ``pairs`` are extra negatives."""
     logits = anchors @ candidates.T / temperature
-    extra = len(candidates) - pairs.n_candidates
-    positive, is_self = (F.pad(mask, (0, extra)) for mask in pairs.masks())
+    positive, is_self = pairs.masks(n_columns=len(candidates))
     return logits, positive, ~is_self
 
 
@@ -219,14 +220,6 @@ def _tiled(
         raise ContrastkitError(
             "The tiled backend supports per-candidate negative weights only and no hard_negatives; use backend='dense'."
         )
-    if (
-        negative_weight is not None
-        and negative_weight.ndim == 1
-        and negative_weight.shape[0] != len(candidates)
-    ):
-        _expand_weight(
-            negative_weight, torch.Size((len(anchors), len(candidates)))
-        )  # raises the clear error
     return backend == "tiled" or (
         backend == "auto" and not dense_only and len(anchors) * len(candidates) > AUTO_TILED_LOGITS
     )
@@ -301,12 +294,9 @@ def _at_least_float32(x: Tensor) -> Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
-def _expand_weight(weight: Tensor, shape: torch.Size) -> Tensor:
-    if weight.shape == shape[1:]:
-        return weight.expand(shape)
-    if weight.shape == shape:
-        return weight
-    raise ContrastkitError(
-        f"negative_weight must have shape [{shape[1]}] or [{shape[0]}, {shape[1]}] "
-        f"(candidates + extra negatives), got {tuple(weight.shape)}."
-    )
+def _check_weight(weight: Tensor, n_anchors: int, n_candidates: int) -> None:
+    if tuple(weight.shape) not in ((n_candidates,), (n_anchors, n_candidates)):
+        raise ContrastkitError(
+            f"negative_weight must have shape [{n_candidates}] or [{n_anchors}, {n_candidates}] "
+            f"(candidates + extra negatives), got {tuple(weight.shape)}."
+        )

@@ -25,9 +25,9 @@ class Pairs:
         candidate_ids: ``[M]`` integer ids of the candidates.
         self_offset: when anchors are also candidates (self-contrast), anchor ``i`` is candidate
             ``self_offset + i`` and is excluded; ``None`` when the two sets are disjoint.
-        batch_local: the ids are sample indices within this process's batch (views, cross), so
-            they are made unique per rank when candidates are gathered across processes; class
-            ids (labels) are global and are not.
+        batch_local: the ids are sample indices within this process's batch (views, cross),
+            in ``[0, M)``, so they are made unique per rank when candidates are gathered across
+            processes; class ids (labels) are global and are not.
     """
 
     anchor_ids: Tensor
@@ -90,16 +90,26 @@ class Pairs:
         """Boolean ``[rows, cols]`` block: True where the candidate is a positive of the anchor."""
         return self.masks(rows, cols)[0]
 
-    def masks(self, rows: slice = slice(None), cols: slice = slice(None)) -> tuple[Tensor, Tensor]:
-        """``(positive, is_self)`` boolean ``[rows, cols]`` blocks, built together."""
-        is_self = self.self_mask(rows, cols)
-        same = self.anchor_ids[rows, None] == self.candidate_ids[None, cols]
-        return same & ~is_self, is_self
+    def masks(
+        self, rows: slice = slice(None), cols: slice = slice(None), n_columns: int | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """``(positive, is_self)`` boolean ``[rows, cols]`` blocks, built together.
+
+        ``n_columns`` (default: the candidates) may exceed the candidates: the columns beyond them
+        are extra negatives (a queue), neither positive nor self.
+        """
+        device = self.anchor_ids.device
+        r = torch.arange(self.n_anchors, device=device)[rows]
+        c = torch.arange(self.n_candidates if n_columns is None else n_columns, device=device)[cols]
+        known = c < self.n_candidates
+        same = self.anchor_ids[r, None] == self.candidate_ids[c.clamp(max=self.n_candidates - 1)]
+        is_self = (
+            torch.zeros(len(r), len(c), dtype=torch.bool, device=device)
+            if self.self_offset is None
+            else (r[:, None] + self.self_offset) == c[None, :]
+        )
+        return same & known & ~is_self, is_self
 
     def self_mask(self, rows: slice = slice(None), cols: slice = slice(None)) -> Tensor:
         """Boolean ``[rows, cols]`` block: True where the candidate is the anchor itself."""
-        r = torch.arange(self.n_anchors, device=self.anchor_ids.device)[rows]
-        c = torch.arange(self.n_candidates, device=self.anchor_ids.device)[cols]
-        if self.self_offset is None:
-            return torch.zeros(len(r), len(c), dtype=torch.bool, device=r.device)
-        return (r[:, None] + self.self_offset) == c[None, :]
+        return self.masks(rows, cols)[1]

@@ -39,20 +39,6 @@ def tiled_per_anchor_loss(
     return loss, n_positives
 
 
-def _tile_masks(
-    pairs: Pairs, rows: slice, c0: int, c1: int, device: torch.device
-) -> tuple[Tensor, Tensor]:
-    """Positive and self masks of a tile whose columns may run into the extra negatives."""
-    m = pairs.n_candidates
-    n_rows = len(range(*rows.indices(pairs.n_anchors)))
-    positive = torch.zeros(n_rows, c1 - c0, dtype=torch.bool, device=device)
-    is_self = torch.zeros_like(positive)
-    if c0 < m:
-        p, s = pairs.masks(rows, slice(c0, min(c1, m)))
-        positive[:, : p.shape[1]], is_self[:, : s.shape[1]] = p, s
-    return positive, is_self
-
-
 def _tiles(n: int, size: int):
     for start in range(0, n, size):
         yield slice(start, min(start + size, n))
@@ -70,7 +56,7 @@ class _TiledInfoNCE(torch.autograd.Function):
         for rows in _tiles(n, tile):
             for cols in _tiles(len(candidates), tile):
                 logits = scaled[rows] @ candidates[cols].T
-                positive, is_self = _tile_masks(pairs, rows, cols.start, cols.stop, device)
+                positive, is_self = pairs.masks(rows, cols, len(candidates))
                 positive_sum[rows] += torch.where(positive, logits, 0.0).sum(1)
                 n_positives[rows] += positive.sum(1)
                 _denominator_(logits, positive, is_self, log_w, cols, exclude_positives)
@@ -85,7 +71,6 @@ class _TiledInfoNCE(torch.autograd.Function):
     def backward(ctx, grad_loss, _grad_count):
         anchors, candidates, weight, log_w, lse, positive_mean, n_positives = ctx.saved_tensors
         pairs, tau, exclude_positives, tile = ctx.settings
-        device = anchors.device
         scaled = anchors / tau
         grad_a, grad_c = torch.zeros_like(anchors), torch.zeros_like(candidates)
         grad_log_w = torch.zeros_like(log_w) if ctx.needs_input_grad[3] else None
@@ -93,7 +78,7 @@ class _TiledInfoNCE(torch.autograd.Function):
         for rows in _tiles(len(anchors), tile):
             for cols in _tiles(len(candidates), tile):
                 logits = scaled[rows] @ candidates[cols].T
-                positive, is_self = _tile_masks(pairs, rows, cols.start, cols.stop, device)
+                positive, is_self = pairs.masks(rows, cols, len(candidates))
                 _denominator_(logits, positive, is_self, log_w, cols, exclude_positives)
                 # softmax over the denominator, times the incoming gradient, in place
                 grad_logits = logits.sub_(lse[rows, None]).exp_().mul_(grad_loss[rows, None])
