@@ -28,12 +28,14 @@ class Pairs:
         batch_local: the ids are sample indices within this process's batch (views, cross),
             in ``[0, M)``, so they are made unique per rank when candidates are gathered across
             processes; class ids (labels) are global and are not.
+        n_views: rows are ``n_views`` view-major blocks of one batch (set by ``views``/``labels``).
     """
 
     anchor_ids: Tensor
     candidate_ids: Tensor
     self_offset: int | None = None
     batch_local: bool = False
+    n_views: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("anchor_ids", "candidate_ids"):
@@ -63,14 +65,14 @@ class Pairs:
                 f"Contrasting views needs at least 1 sample and 2 views, got {n_samples} and {n_views}."
             )
         ids = torch.arange(n_samples, device=device).repeat(n_views)
-        return cls(ids, ids, 0, batch_local=True)
+        return cls(ids, ids, 0, batch_local=True, n_views=n_views)
 
     @classmethod
     def labels(cls, labels: Tensor, n_views: int = 1) -> Pairs:
         """Supervised contrast (SupCon, Khosla et al. 2020): positives share a class; ``labels``
         has one entry per sample and rows are view-major over ``n_views`` views."""
         ids = labels.reshape(-1).repeat(n_views)
-        return cls(ids, ids, 0)
+        return cls(ids, ids, 0, n_views=n_views)
 
     @classmethod
     def cross(cls, n_samples: int, device: torch.device | str | None = None) -> Pairs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -12,7 +11,7 @@ from contrastkit.functional import Pairs, alignment, info_nce, uniformity, vmf_p
 
 def two_views(embeddings: Tensor, pairs: Pairs, what: str) -> tuple[Tensor, Tensor]:
     """The two views ``[B, D]`` of a view-major batch, checked against ``pairs``."""
-    if pairs.self_offset != 0 or len(embeddings) % 2 or not torch.equal(*pairs.anchor_ids.chunk(2)):
+    if pairs.n_views != 2 or pairs.n_anchors != len(embeddings):  # structural: no host sync
         raise ContrastkitError(f"{what} need two views of one batch; use Pairs.views(B, 2).")
     first, second = embeddings.chunk(2)
     return first, second
