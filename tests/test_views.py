@@ -186,3 +186,18 @@ def test_cuda_device_and_reproducibility() -> None:
     a, b = _views(aug, x, seed=3), _views(aug, x, seed=3)
     assert a.device == x.device and torch.equal(a, b)
     assert not torch.equal(a, _views(aug, x, seed=4))
+
+
+def test_multiview_can_skip_the_value_check_but_not_the_shape_check() -> None:
+    augment = build_augmentation("none", image_size=8, channels=1)
+    unchecked = MultiView(augment, n_views=2, check_values=False)
+    assert unchecked(torch.full((2, 1, 8, 8), 2.0)).shape == (
+        4,
+        1,
+        8,
+        8,
+    )  # out of range, not checked
+    with pytest.raises(ContrastkitError, match="in \\[0, 1\\]"):
+        MultiView(augment, n_views=2)(torch.full((2, 1, 8, 8), 2.0))
+    with pytest.raises(ContrastkitError, match="shaped"):
+        unchecked(torch.rand(2, 8, 8))

@@ -101,8 +101,10 @@ class Pairs:
         are extra negatives (a queue), neither positive nor self.
         """
         device = self.anchor_ids.device
-        r = torch.arange(self.n_anchors, device=device)[rows]
-        c = torch.arange(self.n_candidates if n_columns is None else n_columns, device=device)[cols]
+        r = torch.arange(*rows.indices(self.n_anchors), device=device)
+        c = torch.arange(
+            *cols.indices(self.n_candidates if n_columns is None else n_columns), device=device
+        )
         known = c < self.n_candidates
         same = self.anchor_ids[r, None] == self.candidate_ids[c.clamp(max=self.n_candidates - 1)]
         is_self = (

@@ -50,7 +50,8 @@ def build_method(config: Config, *, channels: int, image_size: int) -> Contrasti
     augment = build_augmentation(
         config.views.recipe, image_size=image_size, channels=channels, **config.views.options
     )
-    views = MultiView(augment, n_views=config.views.n_views)
+    # the values were checked when the data entered (contrastkit.data): no per-step host sync
+    views = MultiView(augment, n_views=config.views.n_views, check_values=False)
     return ContrastiveMethod(backbone, head, objective, views, positives)
 
 

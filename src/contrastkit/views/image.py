@@ -35,10 +35,13 @@ __all__ = [
 _RANGE_TOLERANCE = 1e-3
 
 
-def check_images(x: Any, *, channels: int | None = None, what: str = "images") -> None:
+def check_images(
+    x: Any, *, channels: int | None = None, what: str = "images", values: bool = True
+) -> None:
     """Raise :class:`ContrastkitError` unless ``x`` is a finite float batch ``[B, C, H, W]`` in [0, 1].
 
-    Costs one reduction over the batch and one host sync.
+    The value checks (``values=True``) cost one reduction over the batch and one host sync; the
+    shape/dtype checks are free.
     """
     if not isinstance(x, Tensor):
         raise ContrastkitError(f"Expected {what} as a torch.Tensor, got {type(x).__name__}.")
@@ -58,6 +61,8 @@ def check_images(x: Any, *, channels: int | None = None, what: str = "images") -
             f"The augmentation was built for {channels}-channel {what} but got {x.shape[1]} "
             f"channels (shape {tuple(x.shape)}); rebuild it with channels={x.shape[1]}."
         )
+    if not values:
+        return
     lo, hi = torch.aminmax(x.detach())
     finite, low_ok, high_ok = torch.stack(
         [torch.isfinite(x.detach()).all(), lo >= -_RANGE_TOLERANCE, hi <= 1 + _RANGE_TOLERANCE]
@@ -294,21 +299,23 @@ class MultiView(nn.Module):
 
     ``forward(x)`` returns ``[n_views * B, C, H', W']`` in view-major order: rows ``v*B:(v+1)*B``
     are view ``v`` of samples ``0..B-1``. The batch is repeated and augmented in one call, so every
-    row draws its own parameters.
+    row draws its own parameters. ``check_values=False`` skips the per-batch finite/range check
+    (a host sync) for data that was validated where it entered.
     """
 
-    def __init__(self, augment: nn.Module, n_views: int = 2) -> None:
+    def __init__(self, augment: nn.Module, n_views: int = 2, *, check_values: bool = True) -> None:
         super().__init__()
         if isinstance(n_views, bool) or not isinstance(n_views, int) or n_views < 1:
             raise ContrastkitError(f"n_views must be a positive integer, got {n_views!r}.")
         self.augment = augment
         self.n_views = n_views
+        self.check_values = check_values  # False where the data layer already checked them
 
     def forward(self, x: Tensor) -> Tensor:
         if isinstance(self.augment, Augmentation):
-            check_images(x, channels=self.augment.channels)
+            check_images(x, channels=self.augment.channels, values=self.check_values)
             return self.augment.apply_unchecked(x.repeat(self.n_views, 1, 1, 1))
-        check_images(x)
+        check_images(x, values=self.check_values)
         return self.augment(x.repeat(self.n_views, 1, 1, 1))
 
     def extra_repr(self) -> str:
