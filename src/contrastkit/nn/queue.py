@@ -24,9 +24,11 @@ class Queue(nn.Module):
         dim: row dimension.
         init: ``"random"`` fills it with random unit vectors (MoCo), ``"zeros"`` starts empty
             (SwAV; :attr:`full` tells when every row has been written).
+        shared: push the rows of every rank (one global queue, MoCo); ``False`` keeps only this
+            rank's rows (SwAV's per-rank queue, whose rows meet in the distributed Sinkhorn).
     """
 
-    def __init__(self, size: int, dim: int, init: str = "random") -> None:
+    def __init__(self, size: int, dim: int, init: str = "random", shared: bool = True) -> None:
         super().__init__()
         if size < 1 or dim < 1:
             raise ContrastkitError(f"A queue needs size ≥ 1 and dim ≥ 1, got {size} and {dim}.")
@@ -35,6 +37,7 @@ class Queue(nn.Module):
         rows = torch.randn(size, dim) if init == "random" else torch.zeros(size, dim)
         if init == "random":
             rows = nn.functional.normalize(rows, dim=1)
+        self.shared = shared
         self.register_buffer("rows", rows)
         self.register_buffer("written", torch.tensor(size if init == "random" else 0))
 
@@ -44,9 +47,11 @@ class Queue(nn.Module):
 
     @torch.no_grad()
     def push(self, new: Tensor) -> None:
-        """Insert ``new [b, dim]`` from this rank (and the rows of every other rank) at the front,
-        dropping the oldest rows."""
-        new = gather(new.detach().to(self.rows.dtype))
+        """Insert ``new [b, dim]`` from this rank (and, when shared, the rows of every other rank
+        in rank order) at the front, dropping the oldest rows."""
+        new = new.detach().to(self.rows.dtype)
+        if self.shared:
+            new = gather(new)
         if new.ndim != 2 or new.shape[1] != self.rows.shape[1]:
             raise ContrastkitError(
                 f"Queue rows have dimension {self.rows.shape[1]}; got a push of shape {tuple(new.shape)}."
