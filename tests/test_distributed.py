@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from contrastkit.functional import Pairs, info_nce
+from contrastkit.objectives import MoCoLoss, StepContext
 
 WORLD, LOCAL = 2, 4  # ranks, samples per rank
 LABELS = torch.tensor([0, 1, 2, 0, 1, 1, 3, 0])  # one class per global sample
@@ -61,9 +62,28 @@ def worker(rank: int, port: int, results: dict) -> None:
     loss = info_nce(q, Pairs.cross(LOCAL), k, temperature=0.2)
     loss.backward()
     out["cross"] = (loss.item(), torch.cat([q.grad, k.grad]))
+    # MoCo: local queries × local keys + the shared queue, filled with the keys of every rank
+    z = z_all[local_rows(rank)].clone().requires_grad_(True)
+    moco, targets = moco_objective(), key_views(keys)[local_rows(rank)]
+    loss = moco(z, Pairs.views(LOCAL), StepContext(targets=targets))
+    loss.backward()
+    out["moco"] = (loss.item(), z.grad.clone())
+    out["queue"] = moco.queue().clone()
     results[rank] = out
     dist.barrier()  # NOTES.md: destroying right after a gathered backward aborted a process
     dist.destroy_process_group()
+
+
+def moco_objective() -> MoCoLoss:
+    torch.manual_seed(0)  # the same initial queue on every rank
+    return MoCoLoss(dim=5, temperature=0.2, queue_size=24, symmetric=True).double()
+
+
+def key_views(keys: torch.Tensor) -> torch.Tensor:
+    """Momentum keys of both views, laid out like ``global_batch`` (two views per rank)."""
+    flipped = keys.flip(0)
+    rows = [k[r * LOCAL : (r + 1) * LOCAL] for r in range(WORLD) for k in (keys, flipped)]
+    return torch.cat(rows)
 
 
 def free_port() -> int:
@@ -100,10 +120,35 @@ def single_process() -> dict:
     loss = info_nce(queries, Pairs.cross(WORLD * LOCAL), k, temperature=0.2)
     loss.backward()
     out["cross"] = (loss.item(), (queries.grad, k.grad))
+    z = z_all.clone().requires_grad_(True)
+    # one process: the rows of both ranks re-laid out view-major over the whole batch
+    moco, targets = moco_objective(), key_views(keys)
+    q0 = torch.cat([z[local_rows(r)][:LOCAL] for r in range(WORLD)])
+    q1 = torch.cat([z[local_rows(r)][LOCAL:] for r in range(WORLD)])
+    k0 = torch.cat([targets[local_rows(r)][:LOCAL] for r in range(WORLD)])
+    k1 = torch.cat([targets[local_rows(r)][LOCAL:] for r in range(WORLD)])
+    loss = moco(
+        torch.cat([q0, q1]), Pairs.views(WORLD * LOCAL), StepContext(targets=torch.cat([k0, k1]))
+    )
+    loss.backward()
+    out["moco"] = (loss.item(), z.grad)
     return out
 
 
-@pytest.mark.parametrize("name", [*CASES, "cross"])
+def test_moco_queue_is_filled_from_every_rank(ranks):
+    _, keys = global_batch()
+    views = key_views(keys)
+    # symmetric: each rank enqueues [k1; k0] of its samples; the gather puts rank 0 first
+    local = [
+        torch.cat([views[local_rows(r)][LOCAL:], views[local_rows(r)][:LOCAL]])
+        for r in range(WORLD)
+    ]
+    expected = torch.nn.functional.normalize(torch.cat(local), dim=1)
+    for rank in range(WORLD):
+        torch.testing.assert_close(ranks[rank]["queue"][: len(expected)], expected)
+
+
+@pytest.mark.parametrize("name", [*CASES, "cross", "moco"])
 def test_two_ranks_equal_one_process_on_the_whole_batch(ranks, name):
     reference_loss, reference_grad = single_process()[name]
     assert sum(ranks[r][name][0] for r in range(WORLD)) / WORLD == pytest.approx(

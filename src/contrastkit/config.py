@@ -38,6 +38,12 @@ class ModelConfig:
     head_hidden_dim: int = 512
     head_out_dim: int = 128
     head_layers: int = 2
+    heads: int = 1  # independent projection heads (AMCL's multi-head projector when > 1)
+    predictor_layers: int = 0  # an MLP after the head on the online branch (MoCo v3, BYOL)
+    predictor_hidden_dim: int = 512
+    momentum: float | None = None  # EMA momentum of a key encoder (MoCo: 0.99–0.999); None: none
+    momentum_schedule: str = "constant"  # or "cosine": from `momentum` up to 1 (BYOL)
+    key_bn_groups: int = 1  # keys encoded in shuffled groups (MoCo's shuffling BN on one device)
 
 
 @dataclass
@@ -45,20 +51,18 @@ class ViewsConfig:
     recipe: str = "small-gray"
     n_views: int = 2
     options: dict[str, Any] = field(default_factory=dict)
+    small_crops: int = 0  # extra low-resolution views (SwAV's multi-crop)
+    small_size: int | None = None  # their side; default round(image_size · 96/224)
+    small_options: dict[str, Any] = field(default_factory=dict)  # overrides `options` for them
 
 
 @dataclass
 class ObjectiveConfig:
     name: str = "ntxent"
     temperature: float = 0.1
-    exclude_positives: bool = False  # "infonce" only (DCL's decoupling)
-    hard_negatives: int | float | None = None  # "infonce" only: top-k count or top fraction
-    sigma: float = 0.5  # "dclw": von Mises–Fisher concentration of the positive weights
-    detach_weight: bool = False  # "dclw": treat the weights as constants
-    alpha: float = 2.0  # "align-uniform": exponent of the alignment distance
-    t: float = 2.0  # "align-uniform": uniformity kernel scale
-    align_weight: float = 1.0
-    uniform_weight: float = 1.0
+    # keyword options of the objective named (e.g. dclw: {sigma: 0.5}; moco: {queue_size: 4096});
+    # checked against its signature when the method is built
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass

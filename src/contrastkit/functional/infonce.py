@@ -10,6 +10,8 @@ One function covers the family (DESIGN.md, principle 3). For anchor ``i`` with p
 - DCL (Yeh et al. 2022, eq. 6): ``exclude_positives=True`` drops ``P_i`` from ``D_i``.
 - DCLW: ``positive_weight`` = ``w_i``.
 - MoCo's queue (He et al. 2020): ``extra_negatives`` join ``D_i`` and are never positive.
+- MoCHi's synthetic points (Kalantidis et al. 2020): ``anchor_negatives`` join ``D_i`` of their
+  own anchor only.
 - Weighted negatives: ``negative_weight`` = ``c_ij`` (1 for positives in the denominator).
 - Hard contrastive loss (Wang & Liu 2021): ``hard_negatives`` keeps the top negatives of ``D_i``.
 
@@ -48,6 +50,7 @@ def info_nce(
     positive_weight: Tensor | None = None,
     negative_weight: Tensor | None = None,
     extra_negatives: Tensor | None = None,
+    anchor_negatives: Tensor | None = None,
     hard_negatives: int | float | None = None,
     normalize: bool = True,
     reduction: Reduction = "mean",
@@ -65,6 +68,9 @@ def info_nce(
         negative_weight: ``[M + K]`` per candidate or ``[N, M + K]`` per pair, ``c_ij ≥ 0``, applied
             to non-positive candidates in the denominator (``K`` = number of extra negatives).
         extra_negatives: ``[K, D]`` candidates that are negatives of every anchor (a queue).
+        anchor_negatives: ``[N, S, D]`` negatives of one anchor each (MoCHi's synthetic hard
+            negatives); never positive, never weighted or filtered by ``hard_negatives``; dense
+            path only.
         hard_negatives: keep only each anchor's hardest negatives in the denominator (Wang & Liu
             2021, hard contrastive loss): the top ``k`` (int) or the top fraction (float in
             (0, 1]) by similarity, selected without gradient; ties at the cut are all kept.
@@ -90,7 +96,10 @@ def info_nce(
     )
     if negative_weight is not None:
         _check_weight(negative_weight, len(anchors), len(candidates))
-    if _tiled(backend, anchors, candidates, hard_negatives, negative_weight):
+    if anchor_negatives is not None:
+        anchor_negatives = _check_anchor_negatives(anchor_negatives, anchors, normalize)
+    dense_only = anchor_negatives is not None or hard_negatives is not None
+    if _tiled(backend, anchors, candidates, dense_only, negative_weight):
         log_weight = (
             None if negative_weight is None else torch.log(negative_weight.to(anchors.dtype))
         )
@@ -114,6 +123,7 @@ def info_nce(
             positive_weight,
             negative_weight,
             hard_negatives,
+            anchor_negatives,
         )
     has_positive = n_positives > 0
     if reduction == "none":
@@ -135,6 +145,7 @@ def _dense_per_anchor_loss(
     positive_weight: Tensor | None,
     negative_weight: Tensor | None,
     hard_negatives: int | float | None,
+    anchor_negatives: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """The reference path: the full ``[N, M + K]`` logit matrix, masked."""
     logits, positive, in_denominator = _logits_and_masks(anchors, candidates, pairs, temperature)
@@ -149,6 +160,9 @@ def _dense_per_anchor_loss(
     if negative_weight is not None:
         log_weight = torch.log(negative_weight.to(logits.dtype)).expand(logits.shape)
         denominator = denominator + log_weight.masked_fill(positive, 0.0)
+    if anchor_negatives is not None:  # [N, S]: each anchor against its own extra negatives
+        own = torch.einsum("nd,nsd->ns", anchors, anchor_negatives) / temperature
+        denominator = torch.cat([denominator, own], dim=1)
     n_positives = positive.sum(1)
     positive_logit = logits.masked_fill(~positive, 0.0).sum(1) / n_positives.clamp(min=1)
     if positive_weight is not None:
@@ -190,7 +204,8 @@ def _prepare(
     if normalize:
         anchors = F.normalize(anchors, dim=1, eps=1e-12)
         candidates = F.normalize(candidates, dim=1, eps=1e-12)
-    return _at_least_float32(anchors), _at_least_float32(candidates)
+    dtype = torch.promote_types(torch.promote_types(anchors.dtype, candidates.dtype), torch.float32)
+    return anchors.to(dtype), candidates.to(dtype)
 
 
 def _logits_and_masks(
@@ -207,22 +222,35 @@ def _tiled(
     backend: Backend,
     anchors: Tensor,
     candidates: Tensor,
-    hard_negatives: int | float | None,
+    dense_only: bool,
     negative_weight: Tensor | None,
 ) -> bool:
     """Whether to take the tiled path: forced, or ``"auto"`` above :data:`AUTO_TILED_LOGITS`."""
     if backend not in ("auto", "dense", "tiled"):
         raise ContrastkitError(f"backend must be 'auto', 'dense' or 'tiled', got {backend!r}.")
-    dense_only = hard_negatives is not None or (
-        negative_weight is not None and negative_weight.ndim != 1
-    )
+    dense_only = dense_only or (negative_weight is not None and negative_weight.ndim != 1)
     if backend == "tiled" and dense_only:
         raise ContrastkitError(
-            "The tiled backend supports per-candidate negative weights only and no hard_negatives; use backend='dense'."
+            "The tiled backend supports per-candidate negative weights only, and neither "
+            "hard_negatives nor anchor_negatives; use backend='dense'."
         )
     return backend == "tiled" or (
         backend == "auto" and not dense_only and len(anchors) * len(candidates) > AUTO_TILED_LOGITS
     )
+
+
+def _check_anchor_negatives(negatives: Tensor, anchors: Tensor, normalize: bool) -> Tensor:
+    if (
+        negatives.ndim != 3
+        or negatives.shape[::2] != anchors.shape
+        or not negatives.is_floating_point()
+    ):
+        raise ContrastkitError(
+            f"anchor_negatives must be a float tensor [N, S, D] matching anchors {tuple(anchors.shape)}, "
+            f"got {negatives.dtype} of shape {tuple(negatives.shape)}."
+        )
+    negatives = negatives.to(anchors.dtype)
+    return F.normalize(negatives, dim=2, eps=1e-12) if normalize else negatives
 
 
 def _hardest(scores: Tensor, mask: Tensor, keep: int | float) -> Tensor:

@@ -1,58 +1,148 @@
-"""Build a method from a :class:`~contrastkit.config.Config`: names → parts."""
+"""Build a method from a :class:`~contrastkit.config.Config`: names → parts.
+
+An objective is named by ``objective.name``; ``objective.temperature`` and the keyword
+``objective.options`` go to its constructor, checked against its signature (a typo gets the
+nearest valid option). Objectives that need the embedding dimension receive ``dim``.
+"""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
+from functools import partial
+from typing import Any
 
 from torch import nn
 
-from contrastkit.config import Config, ObjectiveConfig
-from contrastkit.errors import unknown_name
+from contrastkit.config import Config
+from contrastkit.errors import ContrastkitError, did_you_mean, unknown_name
 from contrastkit.methods.module import ContrastiveMethod, Positives
 from contrastkit.nn import ProjectionHead, build_backbone
-from contrastkit.objectives import AlignUniformLoss, DCLLoss, InfoNCELoss, NTXentLoss
-from contrastkit.views import MultiView, build_augmentation
+from contrastkit.objectives import (
+    AlignUniformLoss,
+    DCLLoss,
+    HallucinatedNTXent,
+    InfoNCELoss,
+    MoCoLoss,
+    NTXentLoss,
+)
+from contrastkit.views import MultiCrop, MultiView, build_augmentation
 
-OBJECTIVES: dict[str, Callable[[ObjectiveConfig], nn.Module]] = {
-    "ntxent": lambda c: NTXentLoss(c.temperature),
-    "infonce": lambda c: InfoNCELoss(
-        c.temperature, exclude_positives=c.exclude_positives, hard_negatives=c.hard_negatives
-    ),
-    "dcl": lambda c: DCLLoss(c.temperature),
-    "dclw": lambda c: DCLLoss(
-        c.temperature, weighted=True, sigma=c.sigma, detach_weight=c.detach_weight
-    ),
-    "align-uniform": lambda c: AlignUniformLoss(c.alpha, c.t, c.align_weight, c.uniform_weight),
+#: objective name → constructor (keyword options from the recipe)
+OBJECTIVES: dict[str, Callable[..., nn.Module]] = {
+    "ntxent": NTXentLoss,
+    "infonce": InfoNCELoss,
+    "dcl": DCLLoss,
+    "dclw": partial(DCLLoss, weighted=True),
+    "align-uniform": AlignUniformLoss,
+    "hallucinator-simclr": HallucinatedNTXent,
+    "moco": MoCoLoss,
 }
 
 #: method name → which ids make positives (the rest of a method is its recipe's parts)
 METHODS: dict[str, Positives] = {
-    name: "views" for name in ("simclr", "dcl", "dclw", "align-uniform")
+    name: "views"
+    for name in (
+        "simclr",
+        "dcl",
+        "dclw",
+        "align-uniform",
+        "moco",
+        "mochi",
+        "moco-ft",
+        "hallucinator-moco",
+        "hallucinator-simclr",
+    )
 }
 
 
+def build_objective(config: Config) -> nn.Module:
+    """The objective named in ``config.objective`` with its options."""
+    spec = config.objective
+    factory = _lookup(OBJECTIVES, spec.name, "objective")
+    accepted = _keywords(factory)
+    given: dict[str, Any] = dict(spec.options)
+    for name in given:
+        if name not in accepted:
+            raise ContrastkitError(
+                f"Unknown option {name!r} for objective {spec.name!r}{did_you_mean(name, accepted)}; "
+                f"valid options: {', '.join(sorted(accepted - {'dim', 'temperature'})) or 'none'}."
+            )
+    if "temperature" in accepted:
+        given["temperature"] = spec.temperature
+    if "dim" in accepted:
+        given["dim"] = config.model.head_out_dim
+    try:
+        return factory(**given)
+    except TypeError as error:  # a wrong value type the constructor could not take
+        raise ContrastkitError(
+            f"Objective {spec.name!r} rejected its options {spec.options}: {error}."
+        ) from None
+
+
 def build_method(config: Config, *, channels: int, image_size: int) -> ContrastiveMethod:
-    """Assemble views, backbone, head and objective named in ``config``."""
+    """Assemble views, backbone, head, optional predictor / momentum encoder and objective."""
     positives = _lookup(METHODS, config.method, "method")
-    objective = _lookup(OBJECTIVES, config.objective.name, "objective")(config.objective)
+    objective = build_objective(config)
+    model = config.model
     backbone, feature_dim = build_backbone(
-        config.model.backbone,
-        in_channels=channels,
-        image_size=image_size,
-        **config.model.backbone_options,
+        model.backbone, in_channels=channels, image_size=image_size, **model.backbone_options
     )
     head = ProjectionHead(
         feature_dim,
-        hidden_dim=config.model.head_hidden_dim,
-        out_dim=config.model.head_out_dim,
-        num_layers=config.model.head_layers,
+        hidden_dim=model.head_hidden_dim,
+        out_dim=model.head_out_dim,
+        num_layers=model.head_layers,
     )
+    predictor = (
+        ProjectionHead(
+            model.head_out_dim,
+            hidden_dim=model.predictor_hidden_dim,
+            out_dim=model.head_out_dim,
+            num_layers=model.predictor_layers,
+        )
+        if model.predictor_layers > 0
+        else None
+    )
+    momentum = (
+        None
+        if model.momentum is None
+        else (model.momentum, model.momentum_schedule, model.key_bn_groups)
+    )
+    return ContrastiveMethod(
+        backbone,
+        head,
+        objective,
+        build_views(config, channels=channels, image_size=image_size),
+        positives,
+        predictor=predictor,
+        momentum=momentum,
+    )
+
+
+def build_views(config: Config, *, channels: int, image_size: int) -> MultiView | MultiCrop:
+    """``views.n_views`` global views, plus ``views.small_crops`` low-resolution ones."""
+    spec = config.views
     augment = build_augmentation(
-        config.views.recipe, image_size=image_size, channels=channels, **config.views.options
+        spec.recipe, image_size=image_size, channels=channels, **spec.options
     )
     # the values were checked when the data entered (contrastkit.data): no per-step host sync
-    views = MultiView(augment, n_views=config.views.n_views, check_values=False)
-    return ContrastiveMethod(backbone, head, objective, views, positives)
+    views = MultiView(augment, n_views=spec.n_views, check_values=False)
+    if spec.small_crops == 0:
+        return views
+    small_size = spec.small_size or max(round(image_size * 96 / 224), 4)
+    small = build_augmentation(
+        spec.recipe,
+        image_size=small_size,
+        channels=channels,
+        **{**spec.options, **spec.small_options},
+    )
+    return MultiCrop(views, MultiView(small, n_views=spec.small_crops, check_values=False))
+
+
+def _keywords(factory: Callable[..., nn.Module]) -> set[str]:
+    parameters = inspect.signature(factory).parameters
+    return {name for name, p in parameters.items() if p.kind is not p.VAR_KEYWORD}
 
 
 def _lookup(table: dict, name: str, kind: str):

@@ -1,5 +1,25 @@
-"""Objectives as ``nn.Module`` wrappers over :mod:`contrastkit.functional`, grouped by family."""
+"""Objectives as ``nn.Module`` wrappers over :mod:`contrastkit.functional`, grouped by family.
 
-from contrastkit.objectives.instance import AlignUniformLoss, DCLLoss, InfoNCELoss, NTXentLoss
+Every objective is called as ``objective(embeddings, pairs, context)``; see
+:mod:`contrastkit.objectives.context`.
+"""
 
-__all__ = ["AlignUniformLoss", "DCLLoss", "InfoNCELoss", "NTXentLoss"]
+from contrastkit.objectives.context import StepContext
+from contrastkit.objectives.instance import (
+    AlignUniformLoss,
+    DCLLoss,
+    HallucinatedNTXent,
+    InfoNCELoss,
+    NTXentLoss,
+)
+from contrastkit.objectives.moco import MoCoLoss
+
+__all__ = [
+    "AlignUniformLoss",
+    "DCLLoss",
+    "HallucinatedNTXent",
+    "InfoNCELoss",
+    "MoCoLoss",
+    "NTXentLoss",
+    "StepContext",
+]

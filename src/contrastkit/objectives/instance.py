@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional import Pairs, alignment, info_nce, uniformity, vmf_positive_weights
+from contrastkit.nn.generator import Hallucinator
+from contrastkit.objectives.context import StepContext
 
 
 def two_views(embeddings: Tensor, pairs: Pairs, what: str) -> tuple[Tensor, Tensor]:
@@ -36,7 +39,9 @@ class InfoNCELoss(nn.Module):
         self.hard_negatives = hard_negatives
         self.normalize = normalize
 
-    def forward(self, embeddings: Tensor, pairs: Pairs, **options) -> Tensor:
+    def forward(
+        self, embeddings: Tensor, pairs: Pairs, context: StepContext | None = None, **options
+    ) -> Tensor:
         """Loss of ``embeddings [N, D]`` (view-major) under ``pairs``; ``options`` are passed on
         (``extra_negatives``, ``positive_weight``, ``negative_weight``, ``candidates``)."""
         return info_nce(
@@ -80,12 +85,34 @@ class DCLLoss(InfoNCELoss):
         super().__init__(temperature, exclude_positives=True)
         self.weighted, self.sigma, self.detach_weight = weighted, sigma, detach_weight
 
-    def forward(self, embeddings: Tensor, pairs: Pairs, **options) -> Tensor:
+    def forward(
+        self, embeddings: Tensor, pairs: Pairs, context: StepContext | None = None, **options
+    ) -> Tensor:
         if self.weighted:
             z1, z2 = two_views(embeddings, pairs, "DCLW weights")
             weight = vmf_positive_weights(z1, z2, self.sigma, detach=self.detach_weight)
             options["positive_weight"] = weight.repeat(2)
-        return super().forward(embeddings, pairs, **options)
+        return super().forward(embeddings, pairs, context, **options)
+
+
+class HallucinatedNTXent(NTXentLoss):
+    """SimCLR with the Hallucinator (Wu et al. 2023, SimCLR variant): with ``q, k`` the two views'
+    projections, ``[q ; G(q, k)]`` is paired with ``[k ; k]`` and NT-Xent runs over the four
+    blocks (``2B`` samples of two views each). As in the official code, the two copies of ``k``
+    are distinct samples, so each is a negative of the other's anchors."""
+
+    def __init__(self, dim: int, temperature: float = 0.1, max_lambda: float = 0.1) -> None:
+        super().__init__(temperature)
+        self.hallucinator = Hallucinator(dim, max_lambda)
+
+    def forward(
+        self, embeddings: Tensor, pairs: Pairs, context: StepContext | None = None, **options
+    ) -> Tensor:
+        q, k = two_views(embeddings, pairs, "The Hallucinator's SimCLR variant")
+        doubled = torch.cat([q, self.hallucinator(q, k), k, k])
+        return super().forward(
+            doubled, Pairs.views(2 * len(q), 2, device=q.device), context, **options
+        )
 
 
 class AlignUniformLoss(nn.Module):
@@ -103,7 +130,9 @@ class AlignUniformLoss(nn.Module):
         self.alpha, self.t = alpha, t
         self.align_weight, self.uniform_weight = align_weight, uniform_weight
 
-    def forward(self, embeddings: Tensor, pairs: Pairs) -> Tensor:
+    def forward(
+        self, embeddings: Tensor, pairs: Pairs, context: StepContext | None = None
+    ) -> Tensor:
         x, y = two_views(F.normalize(embeddings, dim=1, eps=1e-12), pairs, "Alignment/uniformity")
         uniform = (uniformity(x, self.t) + uniformity(y, self.t)) / 2
         return self.align_weight * alignment(x, y, self.alpha) + self.uniform_weight * uniform

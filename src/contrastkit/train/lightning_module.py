@@ -48,12 +48,18 @@ class LitMethod(L.LightningModule):
 
     def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
         x, labels = batch[0], (batch[1] if len(batch) > 1 else None)
+        total = max(int(self.trainer.estimated_stepping_batches), 1)
+        schedule = {
+            "step": self.global_step,
+            "epoch": self.current_epoch,
+            "progress": min(self.global_step / total, 1.0),
+        }
         if self.automatic_optimization:
-            loss = self.method.training_loss(x, labels)
+            loss = self.method.training_loss(x, labels, **schedule)
         else:
             optimizer = self.optimizers()
             optimizer.zero_grad()
-            loss = self.method.backward_in_chunks(x, labels, self.grad_cache_chunk)
+            loss = self.method.backward_in_chunks(x, labels, self.grad_cache_chunk, **schedule)
         if not torch.isfinite(loss):
             raise ContrastkitError(
                 f"The training loss became {loss.item()} at epoch {self.current_epoch}, step "
@@ -72,6 +78,8 @@ class LitMethod(L.LightningModule):
         self.log(
             "lr", self.trainer.optimizers[0].param_groups[0]["lr"], on_step=True, on_epoch=False
         )
+        for name, value in getattr(self.method.objective, "logged", {}).items():
+            self.log(f"train/{name}", value.detach().float(), on_step=True, on_epoch=True)
         if not self.automatic_optimization:
             optimizer.step()
             self.lr_schedulers().step()

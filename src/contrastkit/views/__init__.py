@@ -5,6 +5,7 @@ from __future__ import annotations
 from contrastkit.views.image import (
     RECIPES,
     Augmentation,
+    MultiCrop,
     MultiView,
     blur_kernel_size,
     build_augmentation,
@@ -15,6 +16,7 @@ from contrastkit.views.image import (
 __all__ = [
     "RECIPES",
     "Augmentation",
+    "MultiCrop",
     "MultiView",
     "blur_kernel_size",
     "build_augmentation",

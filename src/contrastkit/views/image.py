@@ -24,6 +24,7 @@ from contrastkit.errors import ContrastkitError
 __all__ = [
     "RECIPES",
     "Augmentation",
+    "MultiCrop",
     "MultiView",
     "blur_kernel_size",
     "build_augmentation",
@@ -318,5 +319,32 @@ class MultiView(nn.Module):
         check_images(x, values=self.check_values)
         return self.augment(x.repeat(self.n_views, 1, 1, 1))
 
+    @property
+    def n_global(self) -> int:
+        return self.n_views
+
     def extra_repr(self) -> str:
         return f"n_views={self.n_views}"
+
+
+class MultiCrop(nn.Module):
+    """Global views plus small low-resolution crops: SwAV's multi-crop (Caron et al. 2020, §3.3).
+
+    ``forward(x)`` returns a list of view-major groups ``[global [G·B, C, H, W], small
+    [S·B, C, h, w]]``; the views are numbered globals first (``n_global`` of them), then smalls.
+    """
+
+    def __init__(self, global_views: MultiView, small_views: MultiView) -> None:
+        super().__init__()
+        self.global_views, self.small_views = global_views, small_views
+
+    @property
+    def n_views(self) -> int:
+        return self.global_views.n_views + self.small_views.n_views
+
+    @property
+    def n_global(self) -> int:
+        return self.global_views.n_views
+
+    def forward(self, x: Tensor) -> list[Tensor]:
+        return [self.global_views(x), self.small_views(x)]
