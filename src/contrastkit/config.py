@@ -52,7 +52,7 @@ class ViewsConfig:
     n_views: int = 2
     options: dict[str, Any] = field(default_factory=dict)
     small_crops: int = 0  # extra low-resolution views (SwAV's multi-crop)
-    small_size: int | None = None  # their side; default round(image_size · 96/224)
+    small_size: int | None = None  # their side; default round(image_size · 96/224), at least 8
     small_options: dict[str, Any] = field(default_factory=dict)  # overrides `options` for them
 
 

@@ -24,6 +24,18 @@ def world() -> tuple[int, int]:
     return 0, 1
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the incoming gradient contiguous."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.contiguous()
+
+
 def gather_with_grad(x: Tensor) -> Tensor:
     """Concatenate ``x`` from every rank (rank order); gradients flow back to each rank's slice."""
     if world()[1] == 1:
@@ -32,7 +44,10 @@ def gather_with_grad(x: Tensor) -> Tensor:
 
     with warnings.catch_warnings():  # deprecated in favour of a private API; it works (NOTES.md)
         warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
-        return torch.cat(dist_nn.all_gather(x))
+        gathered = torch.cat(dist_nn.all_gather(x.contiguous()))
+    # under gloo the all-gather's backward returns wrong gradients when the gradient reaching it
+    # is a strided view (e.g. the gathered tensor was transposed afterwards): make it contiguous
+    return _ContiguousGrad.apply(gathered)
 
 
 def gather(x: Tensor) -> Tensor:

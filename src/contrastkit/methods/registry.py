@@ -18,13 +18,18 @@ from contrastkit.config import Config
 from contrastkit.errors import ContrastkitError, did_you_mean, unknown_name
 from contrastkit.methods.module import ContrastiveMethod, Positives
 from contrastkit.nn import ProjectionHead, build_backbone
+from contrastkit.nn.multihead import MultiHeadProjection
 from contrastkit.objectives import (
     AlignUniformLoss,
+    AMCLLoss,
+    CACRLoss,
     DCLLoss,
+    GroCoLoss,
     HallucinatedNTXent,
     InfoNCELoss,
     MoCoLoss,
     NTXentLoss,
+    SwAVLoss,
 )
 from contrastkit.views import MultiCrop, MultiView, build_augmentation
 
@@ -37,6 +42,10 @@ OBJECTIVES: dict[str, Callable[..., nn.Module]] = {
     "align-uniform": AlignUniformLoss,
     "hallucinator-simclr": HallucinatedNTXent,
     "moco": MoCoLoss,
+    "cacr": CACRLoss,
+    "amcl": AMCLLoss,
+    "groco": GroCoLoss,
+    "swav": SwAVLoss,
 }
 
 #: method name → which ids make positives (the rest of a method is its recipe's parts)
@@ -52,8 +61,16 @@ METHODS: dict[str, Positives] = {
         "moco-ft",
         "hallucinator-moco",
         "hallucinator-simclr",
+        "cacr",
+        "cacr-momentum",
+        "amcl",
+        "groco",
+        "swav",
     )
 }
+
+#: constructor arguments filled from the model section rather than from objective.options
+_FROM_MODEL = {"dim": "head_out_dim", "embedding_dim": "head_out_dim", "heads": "heads"}
 
 
 def build_objective(config: Config) -> nn.Module:
@@ -62,16 +79,23 @@ def build_objective(config: Config) -> nn.Module:
     factory = _lookup(OBJECTIVES, spec.name, "objective")
     accepted = _keywords(factory)
     given: dict[str, Any] = dict(spec.options)
+    settable = accepted - {"temperature", *_FROM_MODEL}
     for name in given:
-        if name not in accepted:
+        if name not in settable:
+            hint = (
+                f" (set model.{_FROM_MODEL[name]} instead)"
+                if name in _FROM_MODEL
+                else did_you_mean(name, settable)
+            )
             raise ContrastkitError(
-                f"Unknown option {name!r} for objective {spec.name!r}{did_you_mean(name, accepted)}; "
-                f"valid options: {', '.join(sorted(accepted - {'dim', 'temperature'})) or 'none'}."
+                f"Unknown option {name!r} for objective {spec.name!r}{hint}; "
+                f"valid options: {', '.join(sorted(settable)) or 'none'}."
             )
     if "temperature" in accepted:
         given["temperature"] = spec.temperature
-    if "dim" in accepted:
-        given["dim"] = config.model.head_out_dim
+    for name, source in _FROM_MODEL.items():
+        if name in accepted:
+            given[name] = getattr(config.model, source)
     try:
         return factory(**given)
     except TypeError as error:  # a wrong value type the constructor could not take
@@ -88,11 +112,13 @@ def build_method(config: Config, *, channels: int, image_size: int) -> Contrasti
     backbone, feature_dim = build_backbone(
         model.backbone, in_channels=channels, image_size=image_size, **model.backbone_options
     )
-    head = ProjectionHead(
-        feature_dim,
-        hidden_dim=model.head_hidden_dim,
-        out_dim=model.head_out_dim,
-        num_layers=model.head_layers,
+    head_options = dict(
+        hidden_dim=model.head_hidden_dim, out_dim=model.head_out_dim, num_layers=model.head_layers
+    )
+    head = (
+        ProjectionHead(feature_dim, **head_options)
+        if model.heads == 1
+        else MultiHeadProjection(feature_dim, heads=model.heads, **head_options)
     )
     predictor = (
         ProjectionHead(
@@ -130,7 +156,7 @@ def build_views(config: Config, *, channels: int, image_size: int) -> MultiView 
     views = MultiView(augment, n_views=spec.n_views, check_values=False)
     if spec.small_crops == 0:
         return views
-    small_size = spec.small_size or max(round(image_size * 96 / 224), 4)
+    small_size = spec.small_size or max(round(image_size * 96 / 224), min(image_size, 8))
     small = build_augmentation(
         spec.recipe,
         image_size=small_size,

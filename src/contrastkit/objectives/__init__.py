@@ -4,7 +4,10 @@ Every objective is called as ``objective(embeddings, pairs, context)``; see
 :mod:`contrastkit.objectives.context`.
 """
 
+from contrastkit.objectives.amcl import AMCLLoss
+from contrastkit.objectives.cacr import CACRLoss
 from contrastkit.objectives.context import StepContext
+from contrastkit.objectives.groco import GroCoLoss
 from contrastkit.objectives.instance import (
     AlignUniformLoss,
     DCLLoss,
@@ -13,13 +16,18 @@ from contrastkit.objectives.instance import (
     NTXentLoss,
 )
 from contrastkit.objectives.moco import MoCoLoss
+from contrastkit.objectives.swav import SwAVLoss
 
 __all__ = [
+    "AMCLLoss",
     "AlignUniformLoss",
+    "CACRLoss",
     "DCLLoss",
+    "GroCoLoss",
     "HallucinatedNTXent",
     "InfoNCELoss",
     "MoCoLoss",
     "NTXentLoss",
     "StepContext",
+    "SwAVLoss",
 ]
