@@ -5,13 +5,11 @@ agreement with a per-anchor loop, and two gloo processes equal to one process.""
 from __future__ import annotations
 
 import math
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo import run_on_ranks
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional.amcl import amcl_loss, amcl_objective, temperature_regulariser
@@ -252,30 +250,17 @@ def run(views: torch.Tensor, form: str, **options):
     return value.item(), z.grad.reshape(views.shape), [p.grad for p in loss.parameters()]
 
 
-def worker(rank: int, port: int, results: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
+def worker(rank: int) -> dict:
+    """What one rank computes (run in a gloo process group by ``run_on_ranks``)."""
     rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
-    results[rank] = {
+    return {
         form: run(dist_views()[:, rows], form, distributed=None) for form in ("ntxent", "infonce")
     }
-    dist.barrier()  # NOTES.md: destroying right after a gathered backward aborted a process
-    dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def ranks() -> dict:
-    results = mp.Manager().dict()
-    mp.spawn(worker, args=(free_port(), results), nprocs=WORLD, join=True)
-    return dict(results)
+    return run_on_ranks(worker, WORLD)
 
 
 @pytest.mark.parametrize("form", ["ntxent", "infonce"])

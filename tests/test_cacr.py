@@ -4,13 +4,10 @@ processes equal to one process on the whole batch."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo import run_on_ranks
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional.cacr import (
@@ -332,29 +329,16 @@ def run_case(name: str, views: torch.Tensor, keys: torch.Tensor, **options):
     return loss.item(), z.grad.reshape(VIEWS, batch, DIM)
 
 
-def worker(rank: int, port: int, results: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
+def worker(rank: int) -> dict:
+    """What one rank computes (run in a gloo process group by ``run_on_ranks``)."""
     views, keys = dist_batch()
     rows = slice(rank * LOCAL, (rank + 1) * LOCAL)
-    results[rank] = {name: run_case(name, views[:, rows], keys[:, rows]) for name in DIST_CASES}
-    dist.barrier()  # NOTES.md: destroying right after a gathered backward aborted a process
-    dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return {name: run_case(name, views[:, rows], keys[:, rows]) for name in DIST_CASES}
 
 
 @pytest.fixture(scope="module")
 def ranks() -> dict:
-    results = mp.Manager().dict()
-    mp.spawn(worker, args=(free_port(), results), nprocs=WORLD, join=True)
-    return dict(results)
+    return run_on_ranks(worker, WORLD)
 
 
 @pytest.mark.parametrize("name", DIST_CASES)

@@ -3,12 +3,9 @@ the whole batch, and gradients that DDP's averaging turns into the single-proces
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
+from gloo import run_on_ranks
 
 from contrastkit.functional import Pairs, info_nce
 from contrastkit.objectives import MoCoLoss, StepContext
@@ -44,11 +41,8 @@ CASES = {
 }
 
 
-def worker(rank: int, port: int, results: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
+def worker(rank: int) -> dict:
+    """What one rank computes (run in a gloo process group by ``run_on_ranks``)."""
     z_all, keys = global_batch()
     out = {}
     for name, loss_fn in CASES.items():
@@ -69,9 +63,7 @@ def worker(rank: int, port: int, results: dict) -> None:
     loss.backward()
     out["moco"] = (loss.item(), z.grad.clone())
     out["queue"] = moco.queue().clone()
-    results[rank] = out
-    dist.barrier()  # NOTES.md: destroying right after a gathered backward aborted a process
-    dist.destroy_process_group()
+    return out
 
 
 def moco_objective() -> MoCoLoss:
@@ -86,18 +78,9 @@ def key_views(keys: torch.Tensor) -> torch.Tensor:
     return torch.cat(rows)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def ranks() -> dict:
-    manager = mp.Manager()
-    results = manager.dict()
-    mp.spawn(worker, args=(free_port(), results), nprocs=WORLD, join=True)
-    return dict(results)
+    return run_on_ranks(worker, WORLD)
 
 
 def single_process() -> dict:

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import itertools
 import math
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo import run_on_ranks
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional.pairs import Pairs
@@ -250,11 +248,8 @@ def global_views() -> torch.Tensor:
     return torch.randn(VIEWS, WORLD * LOCAL, 5, generator=generator, dtype=torch.float64)
 
 
-def worker(rank: int, port: int, results: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
+def worker(rank: int) -> dict:
+    """What one rank computes (run in a gloo process group by ``run_on_ranks``)."""
     out = {}
     for stop_grad in (True, False):
         local = global_views()[:, rank * LOCAL : (rank + 1) * LOCAL].reshape(-1, 5)
@@ -262,26 +257,12 @@ def worker(rank: int, port: int, results: dict) -> None:
         loss = GroCoLoss(top_k=5, stop_grad=stop_grad)(z, Pairs.views(LOCAL, VIEWS), CONTEXT)
         loss.backward()
         out[stop_grad] = (loss.item(), z.grad.clone())
-    results[rank] = out
-    dist.barrier()  # NOTES.md: destroying right after a gathered backward aborted a process
-    dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return out
 
 
 @pytest.fixture(scope="module")
 def ranks() -> dict:
-    manager = mp.Manager()
-    results = manager.dict()
-    # fork: the children inherit the imported modules (spawn re-imports torch, ~5 s each here)
-    mp.start_processes(
-        worker, args=(free_port(), results), nprocs=WORLD, join=True, start_method="fork"
-    )
-    return dict(results)
+    return run_on_ranks(worker, WORLD)
 
 
 @pytest.mark.parametrize("stop_grad", [True, False])

@@ -4,13 +4,11 @@ collapse value, prototype freezing and normalisation, the queue, and two gloo ra
 from __future__ import annotations
 
 import math
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn.functional as F
+from gloo import run_on_ranks
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional.pairs import Pairs
@@ -317,11 +315,8 @@ def local_rows(views: torch.Tensor, rank: int) -> torch.Tensor:
     return views[:, rank * LOCAL : (rank + 1) * LOCAL].reshape(-1, 6)
 
 
-def worker(rank: int, port: int, results: dict) -> None:
-    dist.init_process_group(
-        "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=WORLD
-    )
-    torch.set_num_threads(1)
+def worker(rank: int) -> dict:
+    """What one rank computes (run in a gloo process group by ``run_on_ranks``)."""
     out = {}
     scores = global_views(10)[0, :, :5]
     out["codes"] = sinkhorn(scores[rank * LOCAL : (rank + 1) * LOCAL])
@@ -338,26 +333,12 @@ def worker(rank: int, port: int, results: dict) -> None:
         loss = loss_fn(z, Pairs.views(LOCAL, VIEWS), UNFROZEN)
     loss.backward()
     out["queue"] = (loss.item(), z.grad.clone(), loss_fn.prototypes.weight.grad.clone())
-    results[rank] = out
-    dist.barrier()  # NOTES.md: destroying right after a gathered backward aborted a process
-    dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return out
 
 
 @pytest.fixture(scope="module")
 def ranks() -> dict:
-    manager = mp.Manager()
-    results = manager.dict()
-    # fork: the children inherit the imported modules (spawn re-imports torch, ~5 s each here)
-    mp.start_processes(
-        worker, args=(free_port(), results), nprocs=WORLD, join=True, start_method="fork"
-    )
-    return dict(results)
+    return run_on_ranks(worker, WORLD)
 
 
 def test_two_ranks_sinkhorn_equals_one_process(ranks):
