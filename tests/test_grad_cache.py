@@ -97,6 +97,44 @@ def test_method_step_in_chunks_equals_the_plain_step_without_batch_statistics():
         torch.testing.assert_close(p.grad, want)
 
 
+def deterministic_method():
+    from contrastkit.methods import ContrastiveMethod
+    from contrastkit.nn import ProjectionHead
+    from contrastkit.objectives import NTXentLoss
+    from contrastkit.views import MultiView, build_augmentation
+
+    torch.manual_seed(0)
+    backbone = nn.Sequential(nn.Flatten(), nn.Linear(16, 12), nn.ReLU())
+    head = ProjectionHead(12, hidden_dim=12, out_dim=8, batch_norm=False)
+    views = MultiView(build_augmentation("none", image_size=4, channels=1), n_views=2)
+    return ContrastiveMethod(backbone, head, NTXentLoss(0.3), views).double()
+
+
+GLOBAL_X = torch.rand(8, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+
+def chunked_step_on_rank(rank: int) -> list[torch.Tensor]:
+    from contrastkit.train.lightning_module import average_gradients
+
+    method = deterministic_method()
+    method.backward_in_chunks(GLOBAL_X[rank * 4 : (rank + 1) * 4], None, chunk_size=3)
+    average_gradients(method.parameters(), world_size=2)
+    return [p.grad.clone() for p in method.parameters()]
+
+
+def test_gradient_cache_on_two_ranks_equals_one_process_on_the_whole_batch():
+    """Chunked backward on each rank (candidates gathered from both) + averaged gradients =
+    the plain step on the global batch: what training with train.grad_cache_chunk does under DDP."""
+    from gloo import run_on_ranks
+
+    ranks = run_on_ranks(chunked_step_on_rank)
+    method = deterministic_method()
+    method.training_loss(GLOBAL_X).backward()
+    for rank in (0, 1):
+        for got, p in zip(ranks[rank], method.parameters(), strict=True):
+            torch.testing.assert_close(got, p.grad)
+
+
 def test_fit_with_a_gradient_cache(tmp_path):
     import contrastkit as ck
 

@@ -238,9 +238,11 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 11
 
 
-def test_two_process_ddp_run_on_cpu(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["train.grad_cache_chunk=64"]], ids=["plain", "grad-cache"])
+def test_two_process_ddp_run_on_cpu(tmp_path, extra):
     """Lightning DDP with 2 CPU processes: one run directory, written by rank 0 only; the
-    schedule counts each rank's steps; the contrastive loss sees both ranks' candidates."""
+    schedule counts each rank's steps; the contrastive loss sees both ranks' candidates. With
+    the gradient cache the step back-propagates chunk by chunk and averages across ranks."""
     out = tmp_path / "ddp"
     command = fit_command(
         out,
@@ -249,6 +251,7 @@ def test_two_process_ddp_run_on_cpu(tmp_path):
         "train.accelerator=cpu",
         "train.strategy=ddp",
         "optim.warmup_epochs=0.5",
+        *extra,
     )
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]

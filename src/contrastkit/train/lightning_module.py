@@ -36,15 +36,25 @@ class LitMethod(L.LightningModule):
     def on_fit_start(self) -> None:
         if self.grad_cache_chunk is None:
             return
-        if self.trainer.world_size > 1:
-            raise ContrastkitError(
-                "train.grad_cache_chunk does not support several processes yet; unset it or train on one device."
-            )
         if str(self.trainer.precision).startswith("16"):
             raise ContrastkitError(
                 "train.grad_cache_chunk needs fp32 or bf16 (it back-propagates without a loss scaler); "
                 "set train.precision to 32-true or bf16-mixed."
             )
+
+    def on_train_batch_start(self, batch: list[Tensor], batch_idx: int) -> None:
+        # GradCache back-propagates chunk by chunk inside the step, which DDP's reducer (one
+        # backward per forward) cannot follow: keep it from syncing over the whole wrapped
+        # forward and average the gradients ourselves before the optimiser step
+        self._no_sync = None
+        if not self.automatic_optimization and self.trainer.world_size > 1:
+            self._no_sync = self.trainer.strategy.model.no_sync()
+            self._no_sync.__enter__()
+
+    def on_train_batch_end(self, outputs, batch: list[Tensor], batch_idx: int) -> None:
+        if getattr(self, "_no_sync", None) is not None:
+            self._no_sync.__exit__(None, None, None)
+            self._no_sync = None
 
     def training_step(self, batch: list[Tensor], batch_idx: int) -> Tensor:
         x, labels = batch[0], (batch[1] if len(batch) > 1 else None)
@@ -81,6 +91,8 @@ class LitMethod(L.LightningModule):
         for name, value in getattr(self.method.objective, "logged", {}).items():
             self.log(f"train/{name}", value.detach().float(), on_step=True, on_epoch=True)
         if not self.automatic_optimization:
+            if self.trainer.world_size > 1:
+                average_gradients(self.method.parameters(), self.trainer.world_size)
             optimizer.step()
             self.lr_schedulers().step()
         return loss
@@ -105,6 +117,21 @@ class LitMethod(L.LightningModule):
             min_lr_ratio=self.optim.min_lr_ratio,
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+@torch.no_grad()
+def average_gradients(parameters, world_size: int) -> None:
+    """All-reduce and average the gradients across processes, as DDP's reducer would."""
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world_size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
 
 
 class AtomicLastCheckpoint(L.Callback):
