@@ -45,6 +45,28 @@ def both_paths(anchors, pairs, candidates=None, extra=None, neg_w=None, pos_w=No
     torch.testing.assert_close(tiled, dense, equal_nan=True)
     for g_tiled, g_dense in zip(tiled_grads, dense_grads, strict=True):
         torch.testing.assert_close(g_tiled, g_dense)
+    for reduction in ("mean", "sum"):  # the fused path: gradients accumulated in forward
+        results = []
+        for backend in ("dense", "tiled"):
+            a, c, e, nw, pw = leaves(anchors, candidates, extra, neg_w, pos_w)
+            loss = info_nce(
+                a,
+                pairs,
+                c,
+                extra_negatives=e,
+                negative_weight=nw,
+                positive_weight=pw,
+                backend=backend,
+                tile_size=3,
+                reduction=reduction,
+                **options,
+            )
+            (2.5 * loss).backward()
+            results.append((loss.detach(), [t.grad for t in (a, c, e, nw, pw) if t is not None]))
+        (dense, dense_grads), (tiled, tiled_grads) = results
+        torch.testing.assert_close(tiled, dense)
+        for g_tiled, g_dense in zip(tiled_grads, dense_grads, strict=True):
+            torch.testing.assert_close(g_tiled, g_dense)
 
 
 @pytest.mark.parametrize("exclude_positives", [False, True])
@@ -91,6 +113,32 @@ def test_cross_pairs_without_self():
     both_paths(torch.randn(9, 3), Pairs.cross(9), torch.randn(9, 3), temperature=0.07)
 
 
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_zero_weights_on_candidates_leave_only_the_positive(reduction):
+    """MoCo's use: weight 0 on every in-batch key (the positive's own weight is ignored)."""
+    torch.manual_seed(6)
+    q, k, queue = torch.randn(6, 4), torch.randn(6, 4), torch.randn(5, 4)
+    weight = torch.cat([torch.zeros(6), torch.ones(5)])
+    for backend in ("dense", "tiled"):
+        a = q.clone().requires_grad_(True)
+        loss = info_nce(
+            a,
+            Pairs.cross(6),
+            k,
+            extra_negatives=queue,
+            negative_weight=weight,
+            backend=backend,
+            tile_size=4,
+            reduction=reduction,
+        )
+        loss.sum().backward()
+        if backend == "dense":
+            expected, expected_grad = loss.detach(), a.grad
+    torch.testing.assert_close(loss.detach(), expected)
+    torch.testing.assert_close(a.grad, expected_grad)
+    assert torch.isfinite(a.grad).all()
+
+
 def test_reductions_agree_and_auto_switches_by_size(monkeypatch):
     torch.manual_seed(5)
     z = torch.randn(16, 8)
@@ -101,9 +149,9 @@ def test_reductions_agree_and_auto_switches_by_size(monkeypatch):
             info_nce(z, pairs, backend="dense", reduction=reduction),
         )
     calls = []
-    real = engine.tiled_per_anchor_loss
+    real = engine.tiled_reduced_loss
     monkeypatch.setattr(
-        engine, "tiled_per_anchor_loss", lambda *a, **k: calls.append(1) or real(*a, **k)
+        engine, "tiled_reduced_loss", lambda *a, **k: calls.append(1) or real(*a, **k)
     )
     info_nce(z, pairs)
     assert not calls  # 256 logits: dense

@@ -32,7 +32,7 @@ from torch import Tensor
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional.distributed import gather_with_grad, global_pairs, world
 from contrastkit.functional.pairs import Pairs
-from contrastkit.functional.tiled import TILE, tiled_per_anchor_loss
+from contrastkit.functional.tiled import TILE, tiled_per_anchor_loss, tiled_reduced_loss
 
 Reduction = Literal["mean", "sum", "none"]
 Backend = Literal["auto", "dense", "tiled"]
@@ -99,19 +99,23 @@ def info_nce(
     if anchor_negatives is not None:
         anchor_negatives = _check_anchor_negatives(anchor_negatives, anchors, normalize)
     dense_only = anchor_negatives is not None or hard_negatives is not None
+    if reduction not in ("mean", "sum", "none"):
+        raise ContrastkitError(f"Unknown reduction {reduction!r}; use 'mean', 'sum' or 'none'.")
     if _tiled(backend, anchors, candidates, dense_only, negative_weight):
-        log_weight = (
-            None if negative_weight is None else torch.log(negative_weight.to(anchors.dtype))
-        )
-        loss, n_positives = tiled_per_anchor_loss(
-            anchors,
-            candidates,
-            pairs,
-            temperature,
+        tiled_options = dict(
             exclude_positives=exclude_positives,
             positive_weight=positive_weight,
-            log_negative_weight=log_weight,
+            log_negative_weight=(
+                None if negative_weight is None else torch.log(negative_weight.to(anchors.dtype))
+            ),
             tile=tile_size,
+        )
+        if reduction != "none":  # gradients accumulated in the forward pass, nothing recomputed
+            return tiled_reduced_loss(
+                anchors, candidates, pairs, temperature, reduction=reduction, **tiled_options
+            )
+        loss, n_positives = tiled_per_anchor_loss(
+            anchors, candidates, pairs, temperature, **tiled_options
         )
     else:
         loss, n_positives = _dense_per_anchor_loss(
@@ -131,9 +135,7 @@ def info_nce(
     total = loss.masked_fill(~has_positive, 0.0).sum()
     if reduction == "sum":
         return total
-    if reduction == "mean":
-        return total / has_positive.sum()
-    raise ContrastkitError(f"Unknown reduction {reduction!r}; use 'mean', 'sum' or 'none'.")
+    return total / has_positive.sum()
 
 
 def _dense_per_anchor_loss(

@@ -1,8 +1,14 @@
-"""The tiled path of the InfoNCE engine: per-anchor losses in O((N + M)·D) memory.
+"""The tiled paths of the InfoNCE engine: losses in O((N + M)·D) memory, exact to float
+tolerance against the dense path (values and gradients). The N×M matrix never exists.
 
-Logits are computed tile by tile with an online log-sum-exp (as Inf-CL does); backward recomputes
-each tile from the saved embeddings and per-anchor log-sum-exps, so the N×M matrix never exists.
-Exact: the same per-anchor loss and gradients as the dense path, to float tolerance.
+* :func:`tiled_reduced_loss` — the mean or sum over anchors. Blocks of anchor rows meet all
+  candidates at once (a block of at most ``BLOCK_ELEMENTS`` logits), and the gradients are
+  accumulated in the same pass: three N×M×D products in all, the matmul bound of
+  forward + backward, and nothing recomputed. Backward only scales the stored gradients.
+* :func:`tiled_per_anchor_loss` — per-anchor losses (``reduction="none"``), whose incoming
+  gradient is known only in backward: tiles with an online log-sum-exp (as Inf-CL does), and
+  each tile recomputed in backward from the saved embeddings and log-sum-exps.
+
 Hand-written: no maintained library offers a tiled InfoNCE with arbitrary pair structure.
 """
 
@@ -14,6 +20,8 @@ from torch import Tensor
 from contrastkit.functional.pairs import Pairs
 
 TILE = 1024
+#: logits per row block of the fused path (4 MB in float32): rows per block = this / columns
+BLOCK_ELEMENTS = 2**20
 
 
 def tiled_per_anchor_loss(
@@ -37,6 +45,102 @@ def tiled_per_anchor_loss(
     settings = (pairs, float(temperature), bool(exclude_positives), int(tile))
     loss, n_positives = _TiledInfoNCE.apply(anchors, candidates, weight, log_w, settings)
     return loss, n_positives
+
+
+def tiled_reduced_loss(
+    anchors: Tensor,
+    candidates: Tensor,
+    pairs: Pairs,
+    temperature: float,
+    *,
+    reduction: str = "mean",
+    exclude_positives: bool = False,
+    positive_weight: Tensor | None = None,
+    log_negative_weight: Tensor | None = None,
+    tile: int = TILE,
+) -> Tensor:
+    """The loss summed (``"sum"``) or averaged (``"mean"``) over the anchors that have a
+    positive, for the same inputs as :func:`tiled_per_anchor_loss`; with gradients computed in
+    the forward pass when any input requires them."""
+    weight = positive_weight if positive_weight is not None else anchors.new_ones(len(anchors))
+    inputs = (anchors, candidates, weight, log_negative_weight)
+    need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
+    rows = max(1, min(int(tile), BLOCK_ELEMENTS // max(len(candidates), 1)))
+    settings = (pairs, float(temperature), bool(exclude_positives), rows, reduction, need_grad)
+    return _FusedInfoNCE.apply(*inputs, settings)
+
+
+class _FusedInfoNCE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, anchors, candidates, weight, log_w, settings):
+        pairs, tau, exclude_positives, block, reduction, need_grad = settings
+        n, m = len(anchors), len(candidates)
+        scaled = anchors / tau
+        total = anchors.new_zeros(())
+        n_valid = torch.zeros((), dtype=torch.long, device=anchors.device)
+        positive_mean = anchors.new_zeros(n)
+        grad_a = torch.zeros_like(anchors) if need_grad else None
+        grad_c = torch.zeros_like(candidates) if need_grad else None
+        grad_log_w = torch.zeros_like(log_w) if need_grad and log_w is not None else None
+        for rows in _tiles(n, block):
+            logits = scaled[rows] @ candidates.T  # [block, M + K]: every candidate at once
+            positive, self_cols = _block_masks(pairs, rows, m)
+            count = positive.sum(1)
+            valid = count > 0
+            row, col = positive.nonzero(as_tuple=True)  # positives are few: gather, not a pass
+            positive_logits = logits[row, col]
+            mean = torch.zeros_like(count, dtype=logits.dtype).index_add_(
+                0, row, positive_logits
+            ) / count.clamp(min=1)
+            positive_mean[rows] = torch.where(valid, mean, 0.0)
+            if self_cols is not None:  # the anchor itself: one entry per row
+                logits[torch.arange(len(logits), device=logits.device), self_cols] = float("-inf")
+            if log_w is not None:  # negatives only are weighted
+                logits.add_(log_w)
+                logits[row, col] = positive_logits
+            if exclude_positives:
+                logits[row, col] = float("-inf")
+            lse = torch.logsumexp(logits, dim=1)
+            total += torch.where(valid, lse - weight[rows] * mean, 0.0).sum()
+            n_valid += valid.sum()
+            if not need_grad:
+                continue
+            # ∂ℓ_i/∂logits = softmax over the denominator − w_i/|P_i| on each positive
+            probs = logits.sub_(lse[:, None]).exp_()
+            probs[~valid] = 0.0
+            if grad_log_w is not None:
+                grad_log_w += probs.sum(0)
+                grad_log_w.index_add_(0, col, -probs[row, col])
+            probs.index_put_((row, col), -(weight[rows] / count.clamp(min=1))[row], accumulate=True)
+            grad_a[rows] = probs @ candidates
+            grad_c += probs.T @ scaled[rows]
+        scale = n_valid if reduction == "mean" else 1
+        if need_grad:
+            ctx.save_for_backward(grad_a / (tau * scale), grad_c / scale, positive_mean / scale)
+            ctx.grad_log_w = None if grad_log_w is None else grad_log_w / scale
+        return total / scale
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        grad_a, grad_c, positive_mean = ctx.saved_tensors
+        grad_weight = -grad_out * positive_mean if ctx.needs_input_grad[2] else None
+        grad_log_w = None if ctx.grad_log_w is None else grad_out * ctx.grad_log_w
+        return grad_out * grad_a, grad_out * grad_c, grad_weight, grad_log_w, None
+
+
+def _block_masks(pairs: Pairs, rows: slice, n_columns: int) -> tuple[Tensor, Tensor | None]:
+    """A row block's positive mask over all ``n_columns`` (extra negatives never positive) and
+    the column of each row's own entry (``None`` without self-contrast), in one pass."""
+    anchor_ids = pairs.anchor_ids[rows]
+    positive = torch.zeros(len(anchor_ids), n_columns, dtype=torch.bool, device=anchor_ids.device)
+    m = pairs.n_candidates
+    torch.eq(anchor_ids[:, None], pairs.candidate_ids[None, :], out=positive[:, :m])
+    if pairs.self_offset is None:
+        return positive, None
+    self_cols = torch.arange(*rows.indices(pairs.n_anchors), device=anchor_ids.device)
+    self_cols += pairs.self_offset
+    positive[torch.arange(len(anchor_ids), device=anchor_ids.device), self_cols] = False
+    return positive, self_cols
 
 
 def _tiles(n: int, size: int):
