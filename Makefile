@@ -38,10 +38,14 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $@
 
-# Real Fashion-MNIST files from Debian (the tests read them; nothing is downloaded at run time).
+# Real Fashion-MNIST files from Debian (the tests read them; nothing is downloaded at run time),
+# and Debian's headless chromium, in which tests/test_report.py renders the HTML run report.
 data:
 	@if [ ! -f $(FASHION_MNIST) ] && command -v apt-get >/dev/null; then \
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium; \
 	fi
 
 lint:

@@ -96,6 +96,7 @@ class EvalConfig:
     knn_k: int = 200
     knn_temperature: float = 0.1
     linear_probe: bool = True
+    report: bool = True  # write report.html (health summary, curves, diagnostics) after fit
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""``contrastkit`` command line: fit, eval, embed.
+"""``contrastkit`` command line: fit, eval, embed, report, diagnose.
 
 User errors print one sentence to stderr and exit with status 2, without a traceback.
 """
@@ -91,6 +91,34 @@ def _parser() -> argparse.ArgumentParser:
         "--out", required=True, help="output .npz (arrays train_features, test_features, labels)"
     )
     embed.set_defaults(run=_embed)
+
+    report = commands.add_parser(
+        "report", help="write a run's HTML report (health summary, curves, diagnostics)"
+    )
+    report.add_argument("run_dir", metavar="RUN")
+    report.add_argument("--out", help="HTML file to write (default: RUN/report.html)")
+    report.set_defaults(run=_report)
+
+    diagnose = commands.add_parser(
+        "diagnose", help="print the diagnostics of an embeddings .npz as a table"
+    )
+    diagnose.add_argument(
+        "embeddings",
+        metavar="EMBEDDINGS.npz",
+        help="features [N, D] (test_features, features or embeddings; train_features too for a "
+        "probe) and optional labels",
+    )
+    diagnose.add_argument(
+        "--other", metavar="B.npz", help="a second set to compare with (gap, Fréchet distance)"
+    )
+    diagnose.add_argument(
+        "--paired", action="store_true", help="row i of both sets belong together (two views)"
+    )
+    diagnose.add_argument(
+        "--temperature", type=float, default=0.1, help="τ of the hardness measurement"
+    )
+    diagnose.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    diagnose.set_defaults(run=_diagnose)
     return parser
 
 
@@ -160,6 +188,40 @@ def _embed(args: argparse.Namespace) -> int:
         arrays |= {"train_labels": data.y_train.numpy(), "test_labels": data.y_test.numpy()}
     save_npz(out, **arrays)
     print(f"wrote {out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items()))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from contrastkit.report import write_report
+    from contrastkit.train.run import quiet_lightning
+
+    quiet_lightning()
+    path = write_report(args.run_dir, out=args.out)
+    print(f"wrote {path}")
+    return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    from contrastkit.diagnostics.summary import diagnose, load_embeddings
+
+    main_set = load_embeddings(args.embeddings)
+    other = None if args.other is None else load_embeddings(args.other)["features"]
+    numbers = diagnose(
+        main_set["features"],
+        main_set.get("labels"),
+        other=other,
+        paired=args.paired,
+        train_features=main_set.get("train_features"),
+        train_labels=main_set.get("train_labels"),
+        temperature=args.temperature,
+    )
+    if args.json:
+        print(json.dumps(numbers, indent=2))
+        return 0
+    print(f"{'measurement':<32} {'value':>12}")
+    for key, value in numbers.items():
+        shown = str(int(value)) if key in ("n", "dim") else f"{value:.4f}"
+        print(f"{key:<32} {shown:>12}")
     return 0
 
 

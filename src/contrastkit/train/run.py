@@ -25,6 +25,7 @@ from contrastkit.data import ImageData, load_data
 from contrastkit.errors import ContrastkitError
 from contrastkit.eval import knn_accuracy, linear_probe
 from contrastkit.methods import ContrastiveMethod, build_method
+from contrastkit.train.callbacks import SCORES_NAME, ScoreStatistics
 from contrastkit.train.lightning_module import AtomicLastCheckpoint, LitMethod
 from contrastkit.train.rundir import RunDir, load_weights
 
@@ -110,7 +111,10 @@ def fit(
         num_nodes=config.train.num_nodes,
         precision=config.train.precision,
         logger=CSVLogger(run.root, name="logs"),  # one version_N folder per (re)start
-        callbacks=[AtomicLastCheckpoint(run.checkpoint_path)],
+        callbacks=[
+            AtomicLastCheckpoint(run.checkpoint_path),
+            ScoreStatistics(run.root / SCORES_NAME),
+        ],
         enable_checkpointing=False,
         enable_progress_bar=config.train.progress_bar,
         enable_model_summary=False,
@@ -158,7 +162,23 @@ def fit(
     results["train_seconds"] = round(train_seconds, 1)
     run.save_results(results)
     run.set_status("complete", epochs=config.train.epochs)
+    if config.eval.report:
+        write_report_safely(run, method, data)
     return FitResult(run.root, results, method)
+
+
+def write_report_safely(run: RunDir, method: ContrastiveMethod, data: ImageData) -> None:
+    """Write ``report.html`` into a finished run; a failure only warns (the run stays complete)."""
+    try:
+        from contrastkit.report import write_report
+
+        write_report(run.root, method=method, data=data)
+    except Exception as error:
+        warnings.warn(
+            f"Run {run.root} is complete but its report could not be written "
+            f"({type(error).__name__}: {error}); retry with `contrastkit report {run.root}`.",
+            stacklevel=2,
+        )
 
 
 def load_source(config: Config) -> ImageData:
