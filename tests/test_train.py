@@ -238,11 +238,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
     assert torch.load(checkpoint, weights_only=True)["epoch"] == 11
 
 
-@pytest.mark.parametrize("extra", [[], ["train.grad_cache_chunk=64"]], ids=["plain", "grad-cache"])
+@pytest.mark.parametrize(
+    "extra",
+    [[], ["train.grad_cache_chunk=64"], ["eval.report=false", "--config", "swav"]],
+    ids=["plain", "grad-cache", "swav-frozen-prototypes"],
+)
 def test_two_process_ddp_run_on_cpu(tmp_path, extra):
     """Lightning DDP with 2 CPU processes: one run directory, written by rank 0 only; the
     schedule counts each rank's steps; the contrastive loss sees both ranks' candidates. With
-    the gradient cache the step back-propagates chunk by chunk and averages across ranks."""
+    the gradient cache the step back-propagates chunk by chunk and averages across ranks; SwAV
+    leaves its frozen prototypes out of the first steps' graphs, which DDP is told about."""
     out = tmp_path / "ddp"
     command = fit_command(
         out,

@@ -110,6 +110,12 @@ class SwAVLoss(nn.Module):
         self.queues = nn.ModuleList()
         self.logged: dict[str, Tensor] = {}
 
+    @property
+    def may_skip_parameters(self) -> bool:
+        """Whether some steps leave parameters out of the graph (the frozen prototypes), which
+        DDP must be told about (``find_unused_parameters``)."""
+        return self.freeze_prototypes_steps > 0
+
     def _new_queues(self, per_rank: int, like: Tensor) -> nn.ModuleList:
         return nn.ModuleList(
             Queue(per_rank, self.embedding_dim, init="zeros", shared=False).to(like)

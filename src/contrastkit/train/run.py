@@ -107,7 +107,7 @@ def fit(
         max_epochs=config.train.epochs,
         accelerator=config.train.accelerator,
         devices=config.train.devices,
-        strategy=config.train.strategy,
+        strategy=ddp_strategy(config.train.strategy, method),
         num_nodes=config.train.num_nodes,
         precision=config.train.precision,
         logger=CSVLogger(run.root, name="logs"),  # one version_N folder per (re)start
@@ -165,6 +165,14 @@ def fit(
     if config.eval.report:
         write_report_safely(run, method, data)
     return FitResult(run.root, results, method)
+
+
+def ddp_strategy(strategy: str, method: ContrastiveMethod) -> str:
+    """``strategy``, with DDP's search for unused parameters switched on when the objective
+    leaves some out of the graph on some steps (SwAV's frozen prototypes)."""
+    if strategy in ("ddp", "ddp_spawn") and getattr(method.objective, "may_skip_parameters", False):
+        return f"{strategy}_find_unused_parameters_true"
+    return strategy
 
 
 def write_report_safely(run: RunDir, method: ContrastiveMethod, data: ImageData) -> None:
