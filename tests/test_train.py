@@ -159,9 +159,9 @@ def test_non_finite_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint
     original = ContrastiveMethod.training_loss
     calls = {"n": 0}
 
-    def poisoned(self, x, labels=None):
+    def poisoned(self, x, labels=None, **schedule):
         calls["n"] += 1
-        loss = original(self, x, labels)
+        loss = original(self, x, labels, **schedule)
         return loss * float("nan") if calls["n"] > 22 else loss  # 11 steps/epoch: NaN in epoch 2
 
     monkeypatch.setattr(ContrastiveMethod, "training_loss", poisoned)
