@@ -63,6 +63,9 @@ class ObjectiveConfig:
     # keyword options of the objective named (e.g. dclw: {sigma: 0.5}; moco: {queue_size: 4096});
     # checked against its signature when the method is built
     options: dict[str, Any] = field(default_factory=dict)
+    # which ids make positives: "views" (instances) or "labels" (classes, SupCon's structure);
+    # null: the method's own (methods.registry.METHODS); `contrastkit fit --labels` sets "labels"
+    positives: str | None = None
 
 
 @dataclass

@@ -7,6 +7,7 @@ nearest valid option). Objectives that need the embedding dimension receive ``di
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable
 from functools import partial
@@ -31,6 +32,12 @@ from contrastkit.objectives import (
     NTXentLoss,
     SwAVLoss,
 )
+from contrastkit.objectives.supervised import (
+    CrossEntropyLoss,
+    HydraLoss,
+    SupConInstanceLoss,
+    SupConLoss,
+)
 from contrastkit.views import MultiCrop, MultiView, build_augmentation
 
 #: objective name → constructor (keyword options from the recipe)
@@ -46,6 +53,10 @@ OBJECTIVES: dict[str, Callable[..., nn.Module]] = {
     "amcl": AMCLLoss,
     "groco": GroCoLoss,
     "swav": SwAVLoss,
+    "supcon": SupConLoss,
+    "supcon-simclr": SupConInstanceLoss,
+    "ce": CrossEntropyLoss,
+    "hydra": HydraLoss,
 }
 
 #: method name → which ids make positives (the rest of a method is its recipe's parts)
@@ -68,6 +79,13 @@ METHODS: dict[str, Positives] = {
         "swav",
     )
 }
+METHODS |= {"supcon": "labels", "ce": "labels", "supcon-simclr": "views", "hydra": "views"}
+
+#: objectives whose positives are the pair structure's, so ``objective.positives: labels``
+#: (``contrastkit fit --labels``) turns them supervised (NT-Xent → SupCon's L_out)
+PAIR_POSITIVE_OBJECTIVES = frozenset({"ntxent", "infonce", "dcl"})
+#: objectives that read ``context.labels`` themselves (they need labelled data)
+LABEL_OBJECTIVES = frozenset({"supcon", "supcon-simclr", "ce", "hydra"})
 
 #: constructor arguments filled from the model section rather than from objective.options
 _FROM_MODEL = {"dim": "head_out_dim", "embedding_dim": "head_out_dim", "heads": "heads"}
@@ -104,9 +122,48 @@ def build_objective(config: Config) -> nn.Module:
         ) from None
 
 
+def needs_labels(config: Config) -> bool:
+    """Whether training ``config`` needs labelled data (label positives or a label objective)."""
+    return positives_of(config) == "labels" or config.objective.name in LABEL_OBJECTIVES
+
+
+def positives_of(config: Config) -> Positives:
+    """``objective.positives`` if set, else the method's own (:data:`METHODS`)."""
+    positives = config.objective.positives or _lookup(METHODS, config.method, "method")
+    if positives not in ("views", "labels"):
+        raise ContrastkitError(
+            f"objective.positives must be 'views' or 'labels', got {positives!r}."
+        )
+    return positives
+
+
+def with_labels(config: Config, num_classes: int | None, *, positives: bool = True) -> Config:
+    """``config`` trained with class labels (``contrastkit fit --labels``): objectives whose
+    positives come from the pair structure contrast same-class samples; objectives that read
+    labels get ``num_classes`` from the data; any other objective is rejected. With
+    ``positives=False`` only ``num_classes`` is filled in."""
+    name = config.objective.name
+    if positives and name not in PAIR_POSITIVE_OBJECTIVES | LABEL_OBJECTIVES:
+        usable = sorted(PAIR_POSITIVE_OBJECTIVES | LABEL_OBJECTIVES)
+        raise ContrastkitError(
+            f"Objective {name!r} does not take its positives from labels, so --labels cannot "
+            f"apply to it; use a recipe whose objective is one of {', '.join(usable)}."
+        )
+    objective = config.objective
+    if positives and name in PAIR_POSITIVE_OBJECTIVES:
+        objective = dataclasses.replace(objective, positives="labels")
+    if num_classes is not None and "num_classes" in _keywords(
+        _lookup(OBJECTIVES, name, "objective")
+    ):
+        objective = dataclasses.replace(
+            objective, options={**objective.options, "num_classes": int(num_classes)}
+        )
+    return dataclasses.replace(config, objective=objective)
+
+
 def build_method(config: Config, *, channels: int, image_size: int) -> ContrastiveMethod:
     """Assemble views, backbone, head, optional predictor / momentum encoder and objective."""
-    positives = _lookup(METHODS, config.method, "method")
+    positives = positives_of(config)
     objective = build_objective(config)
     model = config.model
     backbone, feature_dim = build_backbone(

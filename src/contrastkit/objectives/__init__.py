@@ -16,18 +16,28 @@ from contrastkit.objectives.instance import (
     NTXentLoss,
 )
 from contrastkit.objectives.moco import MoCoLoss
+from contrastkit.objectives.supervised import (
+    CrossEntropyLoss,
+    HydraLoss,
+    SupConInstanceLoss,
+    SupConLoss,
+)
 from contrastkit.objectives.swav import SwAVLoss
 
 __all__ = [
     "AMCLLoss",
     "AlignUniformLoss",
     "CACRLoss",
+    "CrossEntropyLoss",
     "DCLLoss",
     "GroCoLoss",
     "HallucinatedNTXent",
+    "HydraLoss",
     "InfoNCELoss",
     "MoCoLoss",
     "NTXentLoss",
     "StepContext",
+    "SupConInstanceLoss",
+    "SupConLoss",
     "SwAVLoss",
 ]

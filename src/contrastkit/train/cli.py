@@ -9,8 +9,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from contrastkit.errors import ContrastkitError
+
+if TYPE_CHECKING:
+    from contrastkit.config import Config
+    from contrastkit.data import ImageData
 
 USAGE_ERROR = 2
 
@@ -46,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
         no_progress=False,
         overrides=[],
         json=False,
+        labels=False,
     )
 
     fit = commands.add_parser("fit", help="train a recipe into a run directory, then evaluate it")
@@ -67,6 +73,15 @@ def _parser() -> argparse.ArgumentParser:
         "--resume", metavar="RUN", help="continue an unfinished run from its last checkpoint"
     )
     fit.add_argument("--no-progress", action="store_true", help="no progress bar")
+    fit.add_argument(
+        "--labels",
+        action="store_true",
+        help="train with the data's class labels: for ntxent/infonce/dcl recipes the positives "
+        "become every sample of the same class (simclr turns into SupCon's L_out); label "
+        "objectives (supcon, supcon-simclr, ce, hydra; these need labels with or without the "
+        "flag) take num_classes from the data. Fails for unlabelled data and for objectives "
+        "that cannot use labels",
+    )
     fit.add_argument(
         "overrides",
         nargs="*",
@@ -129,7 +144,7 @@ def _fit(args: argparse.Namespace) -> int:
     quiet_lightning()
     if args.resume:
         extra = [args.data, args.epochs, args.batch_size, args.seed, args.out, *args.overrides]
-        if any(v is not None and v != [] for v in extra):
+        if args.labels or any(v is not None and v != [] for v in extra):
             raise ContrastkitError(
                 "--resume continues a run with its saved config; drop the other options."
             )
@@ -145,10 +160,35 @@ def _fit(args: argparse.Namespace) -> int:
         overrides = [f"{k}={v}" for k, v in flags.items() if v is not None] + list(args.overrides)
         if args.no_progress:
             overrides.append("train.progress_bar=false")
-        result = fit(load_config(args.config, overrides), out=args.out)
+        config = load_config(args.config, overrides)
+        config, data = _labelled(config, args.labels)
+        result = fit(config, data=data, out=args.out)
     if result.metrics:  # other ranks of a multi-process run have nothing to report
         _print_results(result.run_dir, result.metrics)
     return 0
+
+
+def _labelled(config: Config, use_labels: bool) -> tuple[Config, ImageData | None]:
+    """``(config, data)`` for ``fit``: with ``--labels``, or for a recipe that needs labels, the
+    data is loaded here and must be labelled (before a run directory exists); ``--labels``
+    turns the recipe supervised (:func:`~contrastkit.methods.registry.with_labels`). ``data`` is
+    ``None`` when ``fit`` should load it itself."""
+    from contrastkit.methods.registry import needs_labels, with_labels
+    from contrastkit.train.run import load_source
+
+    if not (use_labels or needs_labels(config)):
+        return config, None
+    data = load_source(config)
+    if not data.has_labels:
+        needed = "--labels needs" if use_labels else f"Recipe method {config.method!r} needs"
+        raise ContrastkitError(
+            f"{needed} labelled data, but {config.data.source} has no labels; use a labelled "
+            "source (e.g. fashion-mnist, or an npz with y) or a self-supervised recipe."
+        )
+    config = with_labels(config, data.num_classes, positives=use_labels)
+    # handing the loaded data to fit avoids a second load, unless fit would then record it as
+    # in-memory data (a source whose name differs from its spec)
+    return config, (data if data.name == config.data.source else None)
 
 
 def _eval(args: argparse.Namespace) -> int:
