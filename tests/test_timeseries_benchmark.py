@@ -1,0 +1,54 @@
+"""benchmarks/ucr.py keeps its raw runs in the markdown it writes, so later runs can merge."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "ucr.py"
+
+
+@pytest.fixture(scope="module")
+def ucr():
+    spec = importlib.util.spec_from_file_location("ucr_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_table_and_merge_round_trip(ucr, tmp_path):
+    base = {
+        "n_train": 50,
+        "n_test": 150,
+        "length": 150,
+        "equal_length": True,
+        "channels": 1,
+        "classes": 2,
+        "one_nn": 0.913,
+        "one_nn_input": 0.913,
+        "random_init": 0.9,
+    }
+    runs = [
+        {
+            "dataset": "GunPoint",
+            "method": "ts2vec",
+            "seed": s,
+            "svm_accuracy": a,
+            "n_iters": 200,
+            "train_seconds": 60.0,
+        }
+        for s, a in ((0, 0.98), (1, 0.96))
+    ]
+    out = tmp_path / "ucr.md"
+    ucr.write(out, runs, {"GunPoint": {"dataset": "GunPoint", **base}}, ["cmd one"])
+    text = out.read_text()
+    assert (
+        "| GunPoint | 50/150 | 150 | 1 | 2 | 0.913 | 0.913 | 0.913 | 0.900 | 0.980 | 0.970 ± 0.014 (2) |"
+        in text
+    )
+    assert "GunPoint/autotcl" in text  # what was not run is listed
+    again, bases, commands = ucr.load_previous(out)
+    assert again == runs and commands == ["cmd one"] and bases["GunPoint"]["one_nn"] == 0.913
+    assert ucr.load_previous(tmp_path / "missing.md") == ([], {}, [])
