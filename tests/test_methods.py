@@ -10,6 +10,7 @@ from contrastkit.config import available_recipes, load_config
 from contrastkit.errors import ContrastkitError
 from contrastkit.methods.registry import build_method, build_objective
 from contrastkit.objectives import MoCoLoss
+from contrastkit.timeseries.model import METHODS as TIMESERIES_METHODS
 
 IMAGES = torch.rand(16, 1, 8, 8)
 
@@ -19,8 +20,11 @@ def small(recipe: str, **overrides):
     return load_config(recipe, options)
 
 
-@pytest.mark.parametrize("recipe", available_recipes())
-def test_every_recipe_builds_and_trains_one_step(recipe):
+IMAGE_RECIPES = [r for r in available_recipes() if load_config(r).method not in TIMESERIES_METHODS]
+
+
+@pytest.mark.parametrize("recipe", IMAGE_RECIPES)
+def test_every_image_recipe_builds_and_trains_one_step(recipe):
     config = small(recipe)
     options = dict(config.objective.options)
     if "queue_size" in options:  # keep queues (and MoCHi's N) small enough for a tiny batch
@@ -51,7 +55,9 @@ def test_momentum_encoder_follows_the_online_encoder_without_gradient():
         for p in method.backbone.parameters():
             p.add_(1.0)
     before = [p.clone() for p in key.parameters()]
-    online = [p.detach().clone() for p in [*method.backbone.parameters(), *method.head.parameters()]]
+    online = [
+        p.detach().clone() for p in [*method.backbone.parameters(), *method.head.parameters()]
+    ]
     method.training_loss(IMAGES).backward()
     for b, o, after in zip(before, online, key.parameters(), strict=True):
         torch.testing.assert_close(after, 0.5 * b + 0.5 * o)
@@ -95,6 +101,12 @@ def test_multi_crop_views_and_predictor():
     assert all(p.grad is not None for p in method.predictor.parameters())
     with pytest.raises(ContrastkitError, match="multi-crop"):
         method.backward_in_chunks(IMAGES, None, chunk_size=8)
+
+
+def test_time_series_recipes_are_not_image_methods():
+    with pytest.raises(ContrastkitError, match="time-series method"):
+        build_method(load_config("ts2vec"), channels=1, image_size=8)
+    assert {"ts2vec", "autotcl", "comet"} <= set(available_recipes()) - set(IMAGE_RECIPES)
 
 
 def test_objective_options_are_checked_against_the_constructor():

@@ -113,6 +113,9 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    # options of the time-series model (method ts2vec / autotcl / comet; see
+    # contrastkit.timeseries.MODEL_OPTIONS, plus n_iters); unused by image methods
+    timeseries: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

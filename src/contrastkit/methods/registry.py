@@ -38,6 +38,7 @@ from contrastkit.objectives.supervised import (
     SupConInstanceLoss,
     SupConLoss,
 )
+from contrastkit.timeseries.model import METHODS as TIMESERIES_METHODS
 from contrastkit.views import MultiCrop, MultiView, build_augmentation
 
 #: objective name → constructor (keyword options from the recipe)
@@ -124,12 +125,21 @@ def build_objective(config: Config) -> nn.Module:
 
 def needs_labels(config: Config) -> bool:
     """Whether training ``config`` needs labelled data (label positives or a label objective)."""
+    if config.method in TIMESERIES_METHODS:  # trained by contrastkit.timeseries, without labels
+        return False
     return positives_of(config) == "labels" or config.objective.name in LABEL_OBJECTIVES
 
 
 def positives_of(config: Config) -> Positives:
     """``objective.positives`` if set, else the method's own (:data:`METHODS`)."""
-    positives = config.objective.positives or _lookup(METHODS, config.method, "method")
+    if config.method in TIMESERIES_METHODS:
+        raise ContrastkitError(
+            f"{config.method!r} is a time-series method: train it with contrastkit.fit (the "
+            "`contrastkit fit` command) or contrastkit.timeseries.TS2Vec, not build_method."
+        )
+    if config.method not in METHODS:
+        raise unknown_name("method", config.method, [*METHODS, *TIMESERIES_METHODS])
+    positives = config.objective.positives or METHODS[config.method]
     if positives not in ("views", "labels"):
         raise ContrastkitError(
             f"objective.positives must be 'views' or 'labels', got {positives!r}."

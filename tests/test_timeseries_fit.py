@@ -1,0 +1,54 @@
+"""`contrastkit fit` with a time-series recipe: a complete run directory on a real UCR set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from contrastkit.train.cli import main
+from contrastkit.train.rundir import RunDir
+
+pytest.importorskip("aeon")
+FAST = ["--threads", "1", "timeseries.n_iters=3"]
+
+
+def cli(capsys, *args) -> tuple[int, str, str]:
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_ts2vec_recipe_trains_and_evaluates_on_gunpoint(tmp_path, capsys):
+    out = tmp_path / "ts2vec"
+    code, stdout, _ = cli(
+        capsys, "fit", "--config", "ts2vec", "--data", "ucr:GunPoint", "--out", out, *FAST
+    )
+    assert code == 0 and "svm_accuracy" in stdout
+    run = RunDir(out)
+    assert run.status()["state"] == "complete"
+    results = json.loads(run.results_path.read_text())
+    assert 0.4 < results["svm_accuracy"] <= 1 and results["n_iters"] == 3
+    with np.load(run.embeddings_path, allow_pickle=False) as arrays:
+        assert arrays["train_features"].shape == (50, 320)
+        assert arrays["test_features"].shape == (150, 320)
+        assert arrays["test_labels"].shape == (150,)
+    code, _, err = cli(capsys, "eval", out)
+    assert code == 2 and "time-series run" in err
+    code, _, err = cli(capsys, "fit", "--resume", out)
+    assert code == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "phrase"),
+    [
+        (["timeseries.hiden_dims=8"], "hidden_dims"),
+        (["--data", "ucr:GunPont"], "GunPoint"),
+    ],
+)
+def test_bad_time_series_options_fail_before_anything_is_written(args, phrase, tmp_path, capsys):
+    out = tmp_path / "bad"
+    code, _, err = cli(capsys, "fit", "--config", "ts2vec", "--out", out, *FAST, *args)
+    assert code == 2 and phrase in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()
