@@ -1,10 +1,11 @@
 """The tiled paths of the InfoNCE engine: losses in O((N + M)·D) memory, exact to float
 tolerance against the dense path (values and gradients). The N×M matrix never exists.
 
-* :func:`tiled_reduced_loss` — the mean or sum over anchors. Blocks of anchor rows meet all
-  candidates at once (a block of at most ``BLOCK_ELEMENTS`` logits), and the gradients are
-  accumulated in the same pass: three N×M×D products in all, the matmul bound of
-  forward + backward, and nothing recomputed. Backward only scales the stored gradients.
+* :func:`tiled_reduced_loss` — the mean or sum over anchors. For each block of anchor rows the
+  logit tiles are computed once (masked while in cache, online log-sum-exp) and kept (at most
+  ``BLOCK_ELEMENTS`` logits), then turned into gradients: three N×M×D products in all, the
+  matmul bound of forward + backward, nothing recomputed. Backward only scales the stored
+  gradients.
 * :func:`tiled_per_anchor_loss` — per-anchor losses (``reduction="none"``), whose incoming
   gradient is known only in backward: tiles with an online log-sum-exp (as Inf-CL does), and
   each tile recomputed in backward from the saved embeddings and log-sum-exps.
@@ -20,8 +21,9 @@ from torch import Tensor
 from contrastkit.functional.pairs import Pairs
 
 TILE = 1024
-#: logits per row block of the fused path (4 MB in float32): rows per block = this / columns
-BLOCK_ELEMENTS = 2**20
+#: logits kept per row block of the fused path (256 MB in float32): rows = this / columns, at
+#: most one tile
+BLOCK_ELEMENTS = 2**26
 
 
 def tiled_per_anchor_loss(
@@ -66,14 +68,22 @@ def tiled_reduced_loss(
     inputs = (anchors, candidates, weight, log_negative_weight)
     need_grad = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs)
     rows = max(1, min(int(tile), BLOCK_ELEMENTS // max(len(candidates), 1)))
-    settings = (pairs, float(temperature), bool(exclude_positives), rows, reduction, need_grad)
+    settings = (
+        pairs,
+        float(temperature),
+        bool(exclude_positives),
+        int(tile),
+        rows,
+        reduction,
+        need_grad,
+    )
     return _FusedInfoNCE.apply(*inputs, settings)
 
 
 class _FusedInfoNCE(torch.autograd.Function):
     @staticmethod
     def forward(ctx, anchors, candidates, weight, log_w, settings):
-        pairs, tau, exclude_positives, block, reduction, need_grad = settings
+        pairs, tau, exclude_positives, tile, block, reduction, need_grad = settings
         n, m = len(anchors), len(candidates)
         scaled = anchors / tau
         total = anchors.new_zeros(())
@@ -83,37 +93,37 @@ class _FusedInfoNCE(torch.autograd.Function):
         grad_c = torch.zeros_like(candidates) if need_grad else None
         grad_log_w = torch.zeros_like(log_w) if need_grad and log_w is not None else None
         for rows in _tiles(n, block):
-            logits = scaled[rows] @ candidates.T  # [block, M + K]: every candidate at once
-            positive, self_cols = _block_masks(pairs, rows, m)
-            count = positive.sum(1)
+            # pass 1: the row block's logits, tile by tile (each tile's masking done while it is
+            # in cache), kept for pass 2, with an online log-sum-exp over the tiles
+            kept = []
+            lse = anchors.new_full((rows.stop - rows.start,), float("-inf"))
+            positive_sum = anchors.new_zeros(len(lse))
+            count = torch.zeros(len(lse), dtype=torch.long, device=anchors.device)
+            for cols in _tiles(m, tile):
+                logits = scaled[rows] @ candidates[cols].T
+                positive, own = _tile_masks(pairs, rows, cols, m)
+                positive_sum += torch.where(positive, logits, 0.0).sum(1)
+                count += positive.sum(1)
+                _denominator_(logits, positive, own, log_w, cols, exclude_positives)
+                lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
+                kept.append((cols, logits, positive))
             valid = count > 0
-            row, col = positive.nonzero(as_tuple=True)  # positives are few: gather, not a pass
-            positive_logits = logits[row, col]
-            mean = torch.zeros_like(count, dtype=logits.dtype).index_add_(
-                0, row, positive_logits
-            ) / count.clamp(min=1)
-            positive_mean[rows] = torch.where(valid, mean, 0.0)
-            if self_cols is not None:  # the anchor itself: one entry per row
-                logits[torch.arange(len(logits), device=logits.device), self_cols] = float("-inf")
-            if log_w is not None:  # negatives only are weighted
-                logits.add_(log_w)
-                logits[row, col] = positive_logits
-            if exclude_positives:
-                logits[row, col] = float("-inf")
-            lse = torch.logsumexp(logits, dim=1)
+            mean = torch.where(valid, positive_sum / count.clamp(min=1), 0.0)
+            positive_mean[rows] = mean
             total += torch.where(valid, lse - weight[rows] * mean, 0.0).sum()
             n_valid += valid.sum()
             if not need_grad:
                 continue
-            # ∂ℓ_i/∂logits = softmax over the denominator − w_i/|P_i| on each positive
-            probs = logits.sub_(lse[:, None]).exp_()
-            probs[~valid] = 0.0
-            if grad_log_w is not None:
-                grad_log_w += probs.sum(0)
-                grad_log_w.index_add_(0, col, -probs[row, col])
-            probs.index_put_((row, col), -(weight[rows] / count.clamp(min=1))[row], accumulate=True)
-            grad_a[rows] = probs @ candidates
-            grad_c += probs.T @ scaled[rows]
+            # pass 2: ∂ℓ_i/∂logits = softmax over the denominator − w_i/|P_i| on each positive
+            on_positive = torch.where(valid, weight[rows] / count.clamp(min=1), 0.0)[:, None]
+            lse = torch.where(valid, lse, float("inf"))[:, None]  # no gradient from invalid rows
+            for cols, logits, positive in kept:
+                probs = logits.sub_(lse).exp_()
+                if grad_log_w is not None:
+                    grad_log_w[cols] += torch.where(positive, 0.0, probs).sum(0)
+                probs.sub_(positive * on_positive)
+                grad_a[rows] += probs @ candidates[cols]
+                grad_c[cols] += probs.T @ scaled[rows]
         scale = n_valid if reduction == "mean" else 1
         if need_grad:
             ctx.save_for_backward(grad_a / (tau * scale), grad_c / scale, positive_mean / scale)
@@ -126,21 +136,6 @@ class _FusedInfoNCE(torch.autograd.Function):
         grad_weight = -grad_out * positive_mean if ctx.needs_input_grad[2] else None
         grad_log_w = None if ctx.grad_log_w is None else grad_out * ctx.grad_log_w
         return grad_out * grad_a, grad_out * grad_c, grad_weight, grad_log_w, None
-
-
-def _block_masks(pairs: Pairs, rows: slice, n_columns: int) -> tuple[Tensor, Tensor | None]:
-    """A row block's positive mask over all ``n_columns`` (extra negatives never positive) and
-    the column of each row's own entry (``None`` without self-contrast), in one pass."""
-    anchor_ids = pairs.anchor_ids[rows]
-    positive = torch.zeros(len(anchor_ids), n_columns, dtype=torch.bool, device=anchor_ids.device)
-    m = pairs.n_candidates
-    torch.eq(anchor_ids[:, None], pairs.candidate_ids[None, :], out=positive[:, :m])
-    if pairs.self_offset is None:
-        return positive, None
-    self_cols = torch.arange(*rows.indices(pairs.n_anchors), device=anchor_ids.device)
-    self_cols += pairs.self_offset
-    positive[torch.arange(len(anchor_ids), device=anchor_ids.device), self_cols] = False
-    return positive, self_cols
 
 
 def _tiles(n: int, size: int):
@@ -160,10 +155,10 @@ class _TiledInfoNCE(torch.autograd.Function):
         for rows in _tiles(n, tile):
             for cols in _tiles(len(candidates), tile):
                 logits = scaled[rows] @ candidates[cols].T
-                positive, is_self = pairs.masks(rows, cols, len(candidates))
+                positive, own = _tile_masks(pairs, rows, cols, len(candidates))
                 positive_sum[rows] += torch.where(positive, logits, 0.0).sum(1)
                 n_positives[rows] += positive.sum(1)
-                _denominator_(logits, positive, is_self, log_w, cols, exclude_positives)
+                _denominator_(logits, positive, own, log_w, cols, exclude_positives)
                 lse[rows] = torch.logaddexp(lse[rows], torch.logsumexp(logits, dim=1))
         positive_mean = positive_sum / n_positives.clamp(min=1)
         ctx.save_for_backward(anchors, candidates, weight, log_w, lse, positive_mean, n_positives)
@@ -182,8 +177,8 @@ class _TiledInfoNCE(torch.autograd.Function):
         for rows in _tiles(len(anchors), tile):
             for cols in _tiles(len(candidates), tile):
                 logits = scaled[rows] @ candidates[cols].T
-                positive, is_self = pairs.masks(rows, cols, len(candidates))
-                _denominator_(logits, positive, is_self, log_w, cols, exclude_positives)
+                positive, own = _tile_masks(pairs, rows, cols, len(candidates))
+                _denominator_(logits, positive, own, log_w, cols, exclude_positives)
                 # softmax over the denominator, times the incoming gradient, in place
                 grad_logits = logits.sub_(lse[rows, None]).exp_().mul_(grad_loss[rows, None])
                 if grad_log_w is not None:
@@ -195,16 +190,45 @@ class _TiledInfoNCE(torch.autograd.Function):
         return grad_a / tau, grad_c, grad_weight, grad_log_w, None
 
 
+def _tile_masks(
+    pairs: Pairs, rows: slice, cols: slice, n_columns: int
+) -> tuple[Tensor, tuple[Tensor, Tensor] | None]:
+    """A tile's positive mask (one id comparison; columns beyond the candidates are extra
+    negatives) and the ``(row, column)`` indices of the anchors that are their own candidate in
+    this tile, found by arithmetic rather than a second full comparison."""
+    r0, r1, _ = rows.indices(pairs.n_anchors)
+    c0, c1, _ = cols.indices(n_columns)
+    m = pairs.n_candidates
+    ids = pairs.candidate_ids[c0 : min(c1, m)]
+    positive = pairs.anchor_ids[r0:r1, None] == ids[None, :]
+    if c1 > max(c0, m):
+        extra = positive.new_zeros(r1 - r0, c1 - max(c0, m))
+        positive = torch.cat([positive, extra], dim=1)
+    if pairs.self_offset is None:
+        return positive, None
+    offset = pairs.self_offset
+    lo, hi = max(r0 + offset, c0), min(r1 + offset, c1)  # own columns inside this tile
+    if lo >= hi:
+        return positive, None
+    row = torch.arange(lo - offset - r0, hi - offset - r0, device=positive.device)
+    col = row + (r0 + offset - c0)
+    positive[row, col] = False
+    return positive, (row, col)
+
+
 def _denominator_(
     logits: Tensor,
     positive: Tensor,
-    is_self: Tensor,
+    own: tuple[Tensor, Tensor] | None,
     log_w: Tensor | None,
     cols: slice,
     exclude_positives: bool,
 ) -> None:
-    """Turn a tile's logits into its denominator terms in place: ``-inf`` where excluded, plus
-    the log-weights of negatives."""
+    """Turn a tile's logits into its denominator terms in place: ``-inf`` where excluded (the
+    anchor itself; positives too for DCL), plus the log-weights of negatives."""
     if log_w is not None:
         logits.add_(torch.where(positive, 0.0, log_w[cols]))
-    logits.masked_fill_(is_self | positive if exclude_positives else is_self, float("-inf"))
+    if exclude_positives:
+        logits.masked_fill_(positive, float("-inf"))
+    if own is not None:
+        logits[own] = float("-inf")
