@@ -93,8 +93,8 @@ class _FusedInfoNCE(torch.autograd.Function):
         grad_c = torch.zeros_like(candidates) if need_grad else None
         grad_log_w = torch.zeros_like(log_w) if need_grad and log_w is not None else None
         for rows in _tiles(n, block):
-            # pass 1: the row block's logits, tile by tile (each tile's masking done while it is
-            # in cache), kept for pass 2, with an online log-sum-exp over the tiles
+            # pass 1: the row block's logits, tile by tile (masked and exponentiated while in
+            # cache), kept for pass 2, with an online log-sum-exp over the tiles
             kept = []
             lse = anchors.new_full((rows.stop - rows.start,), float("-inf"))
             positive_sum = anchors.new_zeros(len(lse))
@@ -105,8 +105,12 @@ class _FusedInfoNCE(torch.autograd.Function):
                 positive_sum += torch.where(positive, logits, 0.0).sum(1)
                 count += positive.sum(1)
                 _denominator_(logits, positive, own, log_w, cols, exclude_positives)
-                lse = torch.logaddexp(lse, torch.logsumexp(logits, dim=1))
-                kept.append((cols, logits, positive))
+                # exponentiate in place against the tile's row maxima: pass 2 only rescales
+                peak = logits.amax(dim=1)
+                peak = torch.where(peak > float("-inf"), peak, 0.0)
+                tile_sum = logits.sub_(peak[:, None]).exp_().sum(dim=1)
+                lse = torch.logaddexp(lse, peak + tile_sum.log())
+                kept.append((cols, logits, positive, peak))
             valid = count > 0
             mean = torch.where(valid, positive_sum / count.clamp(min=1), 0.0)
             positive_mean[rows] = mean
@@ -117,8 +121,8 @@ class _FusedInfoNCE(torch.autograd.Function):
             # pass 2: ∂ℓ_i/∂logits = softmax over the denominator − w_i/|P_i| on each positive
             on_positive = torch.where(valid, weight[rows] / count.clamp(min=1), 0.0)[:, None]
             lse = torch.where(valid, lse, float("inf"))[:, None]  # no gradient from invalid rows
-            for cols, logits, positive in kept:
-                probs = logits.sub_(lse).exp_()
+            for cols, exps, positive, peak in kept:
+                probs = exps.mul_(torch.exp(peak[:, None] - lse))
                 if grad_log_w is not None:
                     grad_log_w[cols] += torch.where(positive, 0.0, probs).sum(0)
                 probs.sub_(positive * on_positive)
