@@ -37,6 +37,7 @@ from contrastkit.train.run import quiet_lightning
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SMALL_BATCH_METHODS = ("simclr", "dcl", "dclw")
+BASELINE_BATCH = 256  # the batch of the SimCLR runs that also score their random-init encoder
 
 
 def self_supervised_image_recipes() -> list[str]:
@@ -56,9 +57,11 @@ def run(recipe: str, source: str, settings: dict[str, object], seed: int, thread
     data = ck.load_data(source, seed=0)  # one fixed split for every run; seeds vary training
     overrides = {**settings, "data.source": source, "seed": seed, "train.num_threads": threads}
     config = ck.load_config(recipe, [f"{key}={value}" for key, value in overrides.items()])
-    torch.manual_seed(seed)
-    untrained = build_method(config, channels=data.channels, image_size=data.image_size)
-    random_init = scores(untrained.embed(data.x_train), untrained.embed(data.x_test), data)
+    random_init = None
+    if recipe == "simclr" and settings["train.batch_size"] == BASELINE_BATCH:  # once per seed
+        torch.manual_seed(seed)
+        untrained = build_method(config, channels=data.channels, image_size=data.image_size)
+        random_init = scores(untrained.embed(data.x_train), untrained.embed(data.x_test), data)
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         result = ck.fit(config, data=data, out=Path(tmp) / "run")
@@ -150,7 +153,7 @@ def write_table(args: argparse.Namespace, tasks: list, done: dict) -> None:
         result = done["runs"].get(key(method, settings, seed))
         if result is not None:
             groups.setdefault((method, settings["train.batch_size"]), []).append(result)
-    random_init = [r["random"] for r in groups.get(("simclr", args.batch), [])]
+    random_init = [r["random"] for r in groups.get(("simclr", args.batch), []) if r["random"]]
     lines = [
         f"# Objectives on {args.data}: final-epoch test accuracy, same backbone and budget",
         "",
