@@ -36,6 +36,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 
 $(VENV)/.installed-dev: $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps efficientnet_lite_pytorch
 	touch $@
 
 # Real Fashion-MNIST files from Debian (the tests read them; nothing is downloaded at run time),

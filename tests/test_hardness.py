@@ -85,7 +85,9 @@ def test_hard_contrastive_loss_from_a_config():
     from contrastkit.config import load_config
     from contrastkit.methods import build_method
 
-    config = load_config("simclr", ["objective.name=infonce", "objective.options.hard_negatives=0.5"])
+    config = load_config(
+        "simclr", ["objective.name=infonce", "objective.options.hard_negatives=0.5"]
+    )
     method = build_method(config, channels=1, image_size=8)
     assert method.objective.hard_negatives == 0.5
     assert torch.isfinite(method.training_loss(torch.rand(8, 1, 8, 8)))

@@ -10,7 +10,7 @@ from contrastkit.config import available_recipes, load_config
 from contrastkit.errors import ContrastkitError
 from contrastkit.methods.registry import build_method, build_objective
 from contrastkit.objectives import MoCoLoss
-from contrastkit.timeseries.model import METHODS as TIMESERIES_METHODS
+from contrastkit.train.loops import OWN_LOOPS
 
 IMAGES = torch.rand(16, 1, 8, 8)
 
@@ -20,7 +20,7 @@ def small(recipe: str, **overrides):
     return load_config(recipe, options)
 
 
-IMAGE_RECIPES = [r for r in available_recipes() if load_config(r).method not in TIMESERIES_METHODS]
+IMAGE_RECIPES = [r for r in available_recipes() if load_config(r).method not in OWN_LOOPS]
 
 
 @pytest.mark.parametrize("recipe", IMAGE_RECIPES)
@@ -103,10 +103,12 @@ def test_multi_crop_views_and_predictor():
         method.backward_in_chunks(IMAGES, None, chunk_size=8)
 
 
-def test_time_series_recipes_are_not_image_methods():
-    with pytest.raises(ContrastkitError, match="time-series method"):
-        build_method(load_config("ts2vec"), channels=1, image_size=8)
-    assert {"ts2vec", "autotcl", "comet"} <= set(available_recipes()) - set(IMAGE_RECIPES)
+@pytest.mark.parametrize("recipe", ["ts2vec", "clip", "whitenedcse"])
+def test_own_loop_recipes_are_not_image_methods(recipe):
+    with pytest.raises(ContrastkitError, match="trains in its own loop"):
+        build_method(load_config(recipe), channels=1, image_size=8)
+    own = {"ts2vec", "autotcl", "comet", "clip", "clip-gap", "clip-code", "convirt", "cocosoda"}
+    assert own <= set(available_recipes()) - set(IMAGE_RECIPES)
 
 
 def test_objective_options_are_checked_against_the_constructor():
@@ -117,3 +119,14 @@ def test_objective_options_are_checked_against_the_constructor():
     moco = build_objective(small("moco", **{"objective.options": {"queue_size": 32}}))
     assert moco.queue().shape == (32, 16)  # the head's output dimension, injected as dim
     assert build_objective(small("dclw", **{"objective.temperature": 0.3})).temperature == 0.3
+
+
+def test_own_loops_name_every_method_of_those_packages():
+    from contrastkit.multimodal import METHODS as TWO_TOWER_METHODS
+    from contrastkit.timeseries.model import METHODS as TIMESERIES_METHODS
+
+    for methods, module in (
+        (TIMESERIES_METHODS, "contrastkit.timeseries.run"),
+        (TWO_TOWER_METHODS, "contrastkit.multimodal.run"),
+    ):
+        assert {OWN_LOOPS[m] for m in methods} == {module}

@@ -35,7 +35,7 @@ def test_ts2vec_recipe_trains_and_evaluates_on_gunpoint(tmp_path, capsys):
         assert arrays["test_features"].shape == (150, 320)
         assert arrays["test_labels"].shape == (150,)
     code, _, err = cli(capsys, "eval", out)
-    assert code == 2 and "time-series run" in err
+    assert code == 2 and "ts2vec run" in err
     code, _, err = cli(capsys, "fit", "--resume", out)
     assert code == 2
 

@@ -116,6 +116,13 @@ class Config:
     # options of the time-series model (method ts2vec / autotcl / comet; see
     # contrastkit.timeseries.MODEL_OPTIONS, plus n_iters); unused by image methods
     timeseries: dict[str, Any] = field(default_factory=dict)
+    # options of two-tower methods (clip / convirt / cocosoda / simcse / whitenedcse; see
+    # contrastkit.multimodal.TowerOptions); unused by the others
+    towers: dict[str, Any] = field(default_factory=dict)
+    # options of multiple-instance methods (scmil / abmil / ins; contrastkit.mil.run) and of
+    # continuous-target methods (regression / conr / supremix; contrastkit.regression.run)
+    mil: dict[str, Any] = field(default_factory=dict)
+    regression: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

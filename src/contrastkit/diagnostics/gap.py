@@ -5,7 +5,6 @@ a linear classifier can tell them apart, and how uniformly each set covers the s
 
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any
 
@@ -21,6 +20,7 @@ from sklearn.preprocessing import StandardScaler
 from contrastkit.diagnostics._inputs import features_torch, positive_number, subsample
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional.geometry import alignment, uniformity
+from contrastkit.functional.geometry import cross_uniformity as functional_cross_uniformity
 
 __all__ = ["centroid_distance", "cross_uniformity", "linear_separability", "modality_gap"]
 
@@ -84,20 +84,14 @@ def linear_separability(
 
 
 def cross_uniformity(a: Any, b: Any, *, t: float = 2.0, paired: bool = False) -> float:
-    """``log mean exp(−t‖a_i − b_j‖²)`` over pairs across the sets (Fahim et al. 2024, eq. 6),
-    leaving out the matched pairs ``i = j`` when ``paired``. A log-sum-exp over the cross-set
-    distances, written here because :func:`~contrastkit.functional.geometry.uniformity` takes
-    one set only."""
+    """``log mean exp(−t‖a_i − b_j‖²)`` over pairs across the L2-normalised sets (Fahim et al.
+    2024, eq. 6), leaving out the matched pairs ``i = j`` when ``paired``; the metric form of
+    :func:`contrastkit.functional.geometry.cross_uniformity`."""
     a, b = _pair(a, b, min_rows=1)
-    squared = torch.cdist(a, b).pow(2)
-    if paired:
-        if len(a) != len(b):
-            raise ContrastkitError("paired sets must have the same number of rows.")
-        squared = squared[~torch.eye(len(a), dtype=torch.bool)]
-    squared = squared.reshape(-1)
-    return float(
-        torch.logsumexp(-positive_number(t, "t") * squared, dim=0) - math.log(len(squared))
-    )
+    if paired and len(a) != len(b):
+        raise ContrastkitError("paired sets must have the same number of rows.")
+    t = positive_number(t, "t")
+    return float(functional_cross_uniformity(a, b, t=t, exclude_matched=paired))
 
 
 def modality_gap(

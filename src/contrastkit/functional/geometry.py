@@ -1,5 +1,6 @@
-"""Geometry of an embedding space on the unit sphere: alignment, uniformity (Wang & Isola 2020)
-and tolerance (Wang & Liu 2021). Pure functions; usable as metrics and as training losses."""
+"""Geometry of an embedding space on the unit sphere: alignment, uniformity (Wang & Isola 2020),
+cross-set uniformity (Fahim et al. 2024) and tolerance (Wang & Liu 2021). Pure functions; usable
+as metrics and as training losses."""
 
 from __future__ import annotations
 
@@ -30,6 +31,38 @@ def uniformity(x: Tensor, t: float = 2.0) -> Tensor:
         )
     squared = torch.pdist(x).pow(2)
     return torch.logsumexp(-t * squared, dim=0) - math.log(len(squared))
+
+
+def cross_uniformity(x: Tensor, y: Tensor, t: float = 2.0, exclude_matched: bool = False) -> Tensor:
+    """``log mean_{i,j} exp(−t ||x_i − y_j||²)`` over pairs across two sets (Fahim et al. 2024,
+    "It's Not a Modality Gap", cross-modal uniformity; spec labels-multimodal-other.md §5b), as a
+    log-sum-exp; ``exclude_matched`` leaves out the matched pairs ``i = j`` (paired rows, the
+    paper's ``i ≠ j``). Differentiable; inputs used as given (normalise them first).
+
+    With ``x = y`` and ``exclude_matched`` it equals :func:`uniformity` (each unordered pair is
+    counted twice, which leaves the mean unchanged).
+    """
+    if x.ndim != 2 or y.ndim != 2 or x.shape[1] != y.shape[1] or min(len(x), len(y)) < 1:
+        raise ContrastkitError(
+            f"cross_uniformity needs two sets [N, D] and [M, D] of one dimension, got "
+            f"{tuple(x.shape)} and {tuple(y.shape)}."
+        )
+    if isinstance(t, bool) or not isinstance(t, int | float) or not 0 < t < math.inf:
+        raise ContrastkitError(f"cross_uniformity's t must be a finite number > 0, got {t!r}.")
+    if exclude_matched and (len(x) != len(y) or len(x) < 2):
+        raise ContrastkitError(
+            f"exclude_matched needs paired sets with the same number (≥ 2) of rows, got "
+            f"{len(x)} and {len(y)}; pass exclude_matched=False for unpaired sets."
+        )
+    # squared distances by the expansion torch.cdist itself uses for large inputs, but without
+    # its square root, so the gradient stays finite where two points coincide
+    squared = (x.pow(2).sum(1)[:, None] + y.pow(2).sum(1)[None, :] - 2 * x @ y.T).clamp(min=0)
+    logits = -t * squared
+    count = logits.numel()
+    if exclude_matched:
+        matched = torch.eye(len(x), dtype=torch.bool, device=x.device)
+        logits, count = logits.masked_fill(matched, float("-inf")), count - len(x)
+    return torch.logsumexp(logits.reshape(-1), dim=0) - math.log(count)
 
 
 def tolerance(

@@ -10,9 +10,13 @@ from contrastkit.nn.backbones import (
     resnet18_cifar,
 )
 from contrastkit.nn.heads import ProjectionHead
+from contrastkit.nn.logit_scale import LogitScale
+from contrastkit.nn.whitening import ShuffledGroupWhitening
 
 __all__ = [
+    "LogitScale",
     "ProjectionHead",
+    "ShuffledGroupWhitening",
     "SmallCNN",
     "TorchvisionBackbone",
     "available_backbones",

@@ -1,7 +1,8 @@
 """Objectives as ``nn.Module`` wrappers over :mod:`contrastkit.functional`, grouped by family.
 
-Every objective is called as ``objective(embeddings, pairs, context)``; see
-:mod:`contrastkit.objectives.context`.
+Every single-tower objective is called as ``objective(embeddings, pairs, context)``; see
+:mod:`contrastkit.objectives.context`. The two-tower objectives of
+:mod:`contrastkit.objectives.multimodal` take the towers' embeddings instead (``objective(a, b)``).
 """
 
 from contrastkit.objectives.amcl import AMCLLoss
@@ -16,6 +17,12 @@ from contrastkit.objectives.instance import (
     NTXentLoss,
 )
 from contrastkit.objectives.moco import MoCoLoss
+from contrastkit.objectives.multimodal import (
+    CLIPLoss,
+    CoCoSoDaLoss,
+    ConVIRTLoss,
+    SentenceContrastLoss,
+)
 from contrastkit.objectives.supervised import (
     CrossEntropyLoss,
     HydraLoss,
@@ -28,6 +35,9 @@ __all__ = [
     "AMCLLoss",
     "AlignUniformLoss",
     "CACRLoss",
+    "CLIPLoss",
+    "CoCoSoDaLoss",
+    "ConVIRTLoss",
     "CrossEntropyLoss",
     "DCLLoss",
     "GroCoLoss",
@@ -36,6 +46,7 @@ __all__ = [
     "InfoNCELoss",
     "MoCoLoss",
     "NTXentLoss",
+    "SentenceContrastLoss",
     "StepContext",
     "SupConInstanceLoss",
     "SupConLoss",

@@ -18,6 +18,7 @@ from contrastkit.errors import ContrastkitError, unknown_name
 from contrastkit.timeseries.data import TimeSeriesData
 from contrastkit.timeseries.eval import svm_accuracy
 from contrastkit.timeseries.model import TS2Vec, default_iters
+from contrastkit.train.loops import LoopResult, refuse_trainer_options
 
 __all__ = ["MODEL_OPTIONS", "TimeSeriesResult", "fit_evaluate"]
 
@@ -101,3 +102,48 @@ def fit_evaluate(
         trained - started,
         time.perf_counter() - trained,
     )
+
+
+def check_config(config: Any, data: TimeSeriesData | None = None) -> TimeSeriesData:
+    """Reject unknown ``timeseries:`` options, trainer flags these runs do not read and a bad
+    data source, before a run directory is written; returns the data (loaded unless given)."""
+    from contrastkit.timeseries.data import load_timeseries
+
+    for name in config.timeseries:
+        if name not in (*MODEL_OPTIONS, "n_iters"):
+            raise unknown_name("timeseries option", name, MODEL_OPTIONS)
+    refuse_trainer_options(config, "timeseries.n_iters", "timeseries.batch_size")
+    if data is not None:
+        return data
+    return load_timeseries(
+        config.data.source,
+        seed=config.data.split_seed,
+        test_fraction=config.data.test_fraction,
+        download=config.data.download,
+    )
+
+
+def fit_config(config: Any, data: TimeSeriesData | None = None) -> LoopResult:
+    """``contrastkit fit`` for TS2Vec / AutoTCL / COMET: the weight-averaged encoder, both
+    splits' instance representations (and labels) and the SVM protocol's test accuracy."""
+    data = check_config(config, data)
+    options = dict(config.timeseries)
+    n_iters = options.pop("n_iters", None)
+    result = fit_evaluate(
+        data,
+        method=config.method,
+        seed=config.seed,
+        n_iters=n_iters,
+        num_threads=config.train.num_threads,
+        **options,
+    )
+    arrays = {"train_features": result.train_repr, "test_features": result.test_repr}
+    for split in ("train", "test"):
+        labels = getattr(data, f"y_{split}")
+        if labels is not None:
+            arrays[f"{split}_labels"] = np.asarray(labels)
+    metrics = {
+        "feature_dim": int(result.train_repr.shape[1]),
+        **{k: v for k, v in result.metrics().items() if k not in ("method", "seed")},
+    }
+    return LoopResult(metrics, result.model, arrays, result.n_iters)

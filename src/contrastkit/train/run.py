@@ -22,12 +22,12 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from contrastkit.config import Config, EvalConfig, load_config
 from contrastkit.data import ImageData, load_data
-from contrastkit.errors import ContrastkitError, unknown_name
+from contrastkit.errors import ContrastkitError
 from contrastkit.eval import knn_accuracy, linear_probe
 from contrastkit.methods import ContrastiveMethod, build_method
-from contrastkit.timeseries.model import METHODS as TIMESERIES_METHODS
 from contrastkit.train.callbacks import SCORES_NAME, ScoreStatistics
 from contrastkit.train.lightning_module import AtomicLastCheckpoint, LitMethod
+from contrastkit.train.loops import OWN_LOOPS, own_loop
 from contrastkit.train.rundir import RunDir, load_weights
 
 # Lightning's advice about loader workers does not apply (the data is in memory and views are made
@@ -86,12 +86,13 @@ def fit(
             load_weights(checkpoint, what="checkpoint")  # a corrupt file fails here, clearly
     elif config is None:
         config = load_config("simclr")
-    if config.method in TIMESERIES_METHODS:
+    loop = own_loop(config.method)
+    if loop is not None:
         if resume is not None:
             raise ContrastkitError(
-                f"Time-series runs train in one go and cannot be resumed; start {resume} again."
+                f"{config.method} runs train in one go and cannot be resumed; start {resume} again."
             )
-        return _fit_timeseries(config, data, out)
+        return _fit_own_loop(config, data, out, loop)
     if data is not None and resume is None and data.name != config.data.source:
         # the run directory must not claim a source it was not trained on
         config = dataclasses.replace(
@@ -199,52 +200,22 @@ def write_report_safely(run: RunDir, method: ContrastiveMethod, data: ImageData)
         )
 
 
-def _fit_timeseries(config: Config, data: Any, out: str | Path | None) -> FitResult:
-    """TS2Vec / AutoTCL / COMET (:mod:`contrastkit.timeseries`) into a run directory: the
-    config, the weight-averaged encoder, both splits' instance representations and the SVM
-    protocol's test accuracy."""
-    from contrastkit.timeseries import MODEL_OPTIONS, fit_evaluate, load_timeseries
-
-    options = dict(config.timeseries)
-    n_iters = options.pop("n_iters", None)
-    for name in options:  # everything that can reject the config runs before anything is written
-        if name not in MODEL_OPTIONS:
-            raise unknown_name("timeseries option", name, MODEL_OPTIONS)
-    if data is None:
-        data = load_timeseries(
-            config.data.source,
-            seed=config.data.split_seed,
-            test_fraction=config.data.test_fraction,
-            download=config.data.download,
-        )
+def _fit_own_loop(config: Config, data: Any, out: str | Path | None, loop: Any) -> FitResult:
+    """A method that trains in its own loop (:mod:`contrastkit.train.loops`) into a run
+    directory: the config, the trained model, its arrays and its test metrics."""
+    data = loop.check_config(config, data)  # all that can reject the config, before any write
     run = RunDir(out if out is not None else default_run_dir(config))
     run.create(config)
     try:
-        result = fit_evaluate(
-            data,
-            method=config.method,
-            seed=config.seed,
-            n_iters=n_iters,
-            num_threads=config.train.num_threads,
-            **options,
-        )
+        result = loop.fit_config(config, data)
     except BaseException as error:
         run.set_status("failed", message=f"{type(error).__name__}: {error}")
         raise
     run.save_model(result.model.state_dict())
-    arrays = {"train_features": result.train_repr, "test_features": result.test_repr}
-    for split in ("train", "test"):
-        labels = getattr(data, f"y_{split}")
-        if labels is not None:
-            arrays[f"{split}_labels"] = np.asarray(labels)
-    run.save_embeddings(**arrays)
-    results = {
-        "feature_dim": int(result.train_repr.shape[1]),
-        **{k: v for k, v in result.metrics().items() if k not in ("method", "seed")},
-    }
-    run.save_results(results)
-    run.set_status("complete", iterations=result.n_iters)
-    return FitResult(run.root, results, result.model)
+    run.save_embeddings(**result.arrays)
+    run.save_results(result.metrics)
+    run.set_status("complete", steps=result.steps)
+    return FitResult(run.root, result.metrics, result.model)
 
 
 def load_source(config: Config) -> ImageData:
@@ -266,10 +237,10 @@ def load_run(run_dir: str | Path) -> tuple[RunDir, Config, ContrastiveMethod, Im
     """A finished run's config, trained method (weights loaded safely) and its data."""
     run = RunDir(run_dir)
     config = run.load_config()
-    if config.method in TIMESERIES_METHODS:
+    if config.method in OWN_LOOPS:
         raise ContrastkitError(
-            f"Run {run.root} is a time-series run: its test accuracy is in results.json and its "
-            "representations in embeddings.npz (re-evaluation and embedding are image-only for now)."
+            f"Run {run.root} is a {config.method} run: its test metrics are in results.json and its "
+            "test embeddings in embeddings.npz (re-evaluation and embedding are image-only for now)."
         )
     if run.status().get("state") != "complete":
         raise ContrastkitError(

@@ -1,0 +1,162 @@
+"""Two-tower benchmarks (issue #8), each a committed table over seeds, final step, test split:
+
+    python benchmarks/two_towers.py code-search --seeds 0 1 2 --threads 1
+    python benchmarks/two_towers.py sentences --seeds 0 1 2 --threads 1
+    python benchmarks/two_towers.py clip-gap --seeds 0 1 2 --threads 1
+
+- ``code-search``: MiniLM zero-shot vs CLIP-style fine-tuning vs CoCoSoDa on the standard-library
+  code-search corpus (test modules): query→code MRR and Recall@k, and code→query MRR.
+- ``sentences``: SimCSE vs WhitenedCSE fine-tuning of MiniLM on the docstring summaries, against
+  the untuned model: WordSim-353, SimLex-999 and Lee-document correlations.
+- ``clip-gap``: CLIP with and without the contrastive-gap terms (CUA, CUAXU) on Fashion-MNIST
+  images with caption templates: zero-shot accuracy and the gap measurements.
+
+Runs are stored in ``results/two_towers.json`` (keyed by recipe, overrides and seed), so an
+interrupted benchmark resumes; each table is rewritten from the store after every run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+from objectives import cell, write  # the same store and number formatting
+
+import contrastkit as ck
+from contrastkit.multimodal import fit_evaluate
+
+RESULTS = Path(__file__).resolve().parent / "results"
+STORE = RESULTS / "two_towers.json"
+
+# table → rows: (label, recipe, overrides); "steps=0" rows are the no-training baselines
+TABLES: dict[str, list[tuple[str, str, dict[str, object]]]] = {
+    "code-search": [
+        ("MiniLM zero-shot (no training)", "clip-code", {"towers.steps": 0}),
+        ("CLIP-style fine-tuning", "clip-code", {}),
+        ("CoCoSoDa", "cocosoda", {}),
+    ],
+    "sentences": [
+        ("MiniLM untuned (no training)", "simcse", {"towers.steps": 0}),
+        ("SimCSE", "simcse", {}),
+        ("WhitenedCSE", "whitenedcse", {}),
+    ],
+    "clip-gap": [
+        ("untrained projections (no training)", "clip", {"towers.steps": 0}),
+        ("CLIP", "clip", {}),
+        (
+            "CLIP + uniformity + alignment (CUA)",
+            "clip",
+            {"objective.options.uniformity": True, "objective.options.alignment": True},
+        ),
+        ("CLIP + CUA + cross-uniformity (CUAXU)", "clip-gap", {}),
+    ],
+}
+COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "code-search": [
+        ("query→code MRR", "a_to_b/mrr"),
+        ("R@1", "a_to_b/recall@1"),
+        ("R@5", "a_to_b/recall@5"),
+        ("R@10", "a_to_b/recall@10"),
+        ("code→query MRR", "b_to_a/mrr"),
+        ("gap: centroid distance", "gap/centroid_distance"),
+    ],
+    "sentences": [
+        ("Lee Spearman", "lee/spearman"),
+        ("Lee Pearson", "lee/pearson"),
+        ("WordSim-353 Spearman", "wordsim353/spearman"),
+        ("SimLex-999 Spearman", "simlex999/spearman"),
+    ],
+    "clip-gap": [
+        ("zero-shot acc.", "zero_shot_accuracy"),
+        ("centroid distance", "gap/centroid_distance"),
+        ("linear separability", "gap/linear_separability"),
+        ("uniformity (img / text)", "gap/uniformity_a|gap/uniformity_b"),
+        ("cross-uniformity", "gap/cross_uniformity"),
+        ("alignment", "gap/alignment"),
+    ],
+}
+
+
+def key(recipe: str, overrides: dict, seed: int) -> str:
+    return json.dumps([recipe, overrides, seed], sort_keys=True)
+
+
+def run(recipe: str, overrides: dict, seed: int) -> dict:
+    items = [f"{k}={json.dumps(v)}" for k, v in {**overrides, "seed": seed}.items()]
+    config = ck.load_config(recipe, items)
+    started = time.perf_counter()
+    result = fit_evaluate(config)
+    metrics = dict(result.metrics)
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return metrics
+
+
+def write_table(table: str, done: dict, seeds: list[int]) -> None:
+    rows = []
+    for label, recipe, overrides in TABLES[table]:
+        row_seeds = [0] if overrides.get("towers.steps") == 0 else seeds
+        runs = [done["runs"].get(key(recipe, overrides, s)) for s in row_seeds]
+        runs = [r for r in runs if r is not None]
+        if not runs:
+            continue
+        cells = []
+        for _, column in COLUMNS[table]:
+            parts = [[r[c] for r in runs if c in r] for c in column.split("|")]
+            cells.append(" / ".join(cell(p) if p else "—" for p in parts))
+        seconds = statistics.median(r.get("train_seconds", 0.0) for r in runs)
+        rows.append(f"| {label} | `{recipe}` | {len(runs)} | {' | '.join(cells)} | {seconds:.0f} |")
+    header = [name for name, _ in COLUMNS[table]]
+    lines = [
+        f"# Two towers: {table}",
+        "",
+        "Produced by:",
+        "",
+        *[f"    {c}" for c in done["commands"].get(table, [])],
+        "",
+        f"Machine: {platform.machine()}, {torch.get_num_threads()} torch thread(s) per run, "
+        f"torch {torch.__version__}. Final step of every run, test split; mean ± std over the "
+        "seeds shown (the no-training rows do not depend on the seed).",
+        "",
+        f"| method | recipe | seeds | {' | '.join(header)} | train s |",
+        "|---|---|---|" + "---|" * len(header) + "---|",
+        *rows,
+        "",
+    ]
+    (RESULTS / f"two_towers_{table}.md").write_text("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("table", choices=sorted(TABLES))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    done = json.loads(STORE.read_text()) if STORE.exists() else {"runs": {}, "commands": {}}
+    command = f"python {' '.join(shlex.quote(a) for a in sys.argv)}"
+    done["commands"].setdefault(args.table, [])
+    if command not in done["commands"][args.table]:
+        done["commands"][args.table].append(command)
+    for label, recipe, overrides in TABLES[args.table]:
+        seeds = [0] if overrides.get("towers.steps") == 0 else args.seeds
+        for seed in seeds:
+            k = key(recipe, overrides, seed)
+            if k in done["runs"]:
+                continue
+            done["runs"][k] = run(recipe, overrides, seed)
+            print(f"{label} seed {seed}: {done['runs'][k]}", flush=True)
+            write(STORE, done)
+            write_table(args.table, done, args.seeds)
+    write(STORE, done)
+    write_table(args.table, done, args.seeds)
+
+
+if __name__ == "__main__":
+    main()
