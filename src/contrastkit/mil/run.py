@@ -29,13 +29,14 @@ from torch import Tensor, nn
 
 from contrastkit.config import Config
 from contrastkit.data import ImageData, load_data
-from contrastkit.errors import ContrastkitError, did_you_mean, unknown_name
+from contrastkit.errors import ContrastkitError, unknown_name
 from contrastkit.mil.bags import Bags, image_bags
 from contrastkit.mil.ins import INSModel, fit_ins, predict_ins
 from contrastkit.mil.metrics import bag_auc, mil_metrics
 from contrastkit.mil.pooling import POOLING
 from contrastkit.mil.scmil import SCHEDULES, MILModel, SCMILLoss, fit_mil, predict_mil
 from contrastkit.nn.backbones import build_backbone
+from contrastkit.options import check_integer, check_number, check_option_keys, is_integer
 from contrastkit.train.loops import LoopResult, refuse_trainer_options
 from contrastkit.views.image import RECIPES, build_augmentation
 
@@ -101,22 +102,7 @@ class MILOptions:
         """Validated options of ``method`` from a config's ``mil:`` mapping."""
         if method not in METHODS:
             raise unknown_name("MIL method", method, METHODS)
-        if not isinstance(raw, dict):
-            raise ContrastkitError(f"The mil section must be a mapping of options, got {raw!r}.")
-        valid = OPTIONS[method]
-        for key in raw:
-            if key in valid:
-                continue
-            users = [m for m in METHODS if key in OPTIONS[m]]
-            if users:
-                raise ContrastkitError(
-                    f"mil.{key} does not apply to method {method!r} (it is an option of "
-                    f"{', '.join(users)}); remove it."
-                )
-            raise ContrastkitError(
-                f"Unknown mil option {key!r}{did_you_mean(str(key), valid)}; valid for "
-                f"{method}: {', '.join(valid)}."
-            )
+        check_option_keys("mil", raw, OPTIONS[method], method=method, by_method=OPTIONS)
         options = cls(**raw)
         options._check()
         if options.temperature is None:
@@ -124,9 +110,9 @@ class MILOptions:
         return options
 
     def _check(self) -> None:
-        _integer("train_bags", self.train_bags, 2)
-        _integer("test_bags", self.test_bags, 2)
-        _integer("bag_seed", self.bag_seed, 0)
+        check_integer("mil.train_bags", self.train_bags, 2)
+        check_integer("mil.test_bags", self.test_bags, 2)
+        check_integer("mil.bag_seed", self.bag_seed, 0)
         for name in (
             "epochs",
             "batch_bags",
@@ -136,31 +122,33 @@ class MILOptions:
             "queue",
             "low_dim",
         ):
-            _integer(name, getattr(self, name), 1)
-        _integer("batch_instances", self.batch_instances, 2)
-        _integer("warmup_epochs", self.warmup_epochs, 0)
-        _number("positive_fraction", self.positive_fraction, 0, 1, "(0, 1]", low_open=True)
-        _number("positive_bag_rate", self.positive_bag_rate, 0, 1, "(0, 1)", True, True)
-        _number("keep", self.keep, 0, 1, "(0, 1]", low_open=True)
-        _number("lr", self.lr, 0, math.inf, "> 0", low_open=True)
-        _number("weight_decay", self.weight_decay, 0, math.inf, "≥ 0")
-        _number("momentum", self.momentum, 0, 1, "[0, 1]")
-        _number("loss_weight", self.loss_weight, 0, math.inf, "≥ 0")
-        _number("bag_weight", self.bag_weight, 0, math.inf, "≥ 0")
+            check_integer(f"mil.{name}", getattr(self, name), 1)
+        check_integer("mil.batch_instances", self.batch_instances, 2)
+        check_integer("mil.warmup_epochs", self.warmup_epochs, 0)
+        check_number("mil.positive_fraction", self.positive_fraction, 0, 1, low_open=True)
+        check_number(
+            "mil.positive_bag_rate", self.positive_bag_rate, 0, 1, low_open=True, high_open=True
+        )
+        check_number("mil.keep", self.keep, 0, 1, low_open=True)
+        check_number("mil.lr", self.lr, 0, math.inf, low_open=True)
+        check_number("mil.weight_decay", self.weight_decay, 0, math.inf)
+        check_number("mil.momentum", self.momentum, 0, 1)
+        check_number("mil.loss_weight", self.loss_weight, 0, math.inf)
+        check_number("mil.bag_weight", self.bag_weight, 0, math.inf)
         if self.temperature is not None:
-            _number("temperature", self.temperature, 0, math.inf, "> 0", low_open=True)
+            check_number("mil.temperature", self.temperature, 0, math.inf, low_open=True)
         bag_size = self.bag_size
         if isinstance(bag_size, list) and len(bag_size) == 2:
             lo, hi = bag_size
         else:
             lo = hi = bag_size
-        if not (_is_int(lo) and _is_int(hi) and 1 <= lo <= hi):
+        if not (is_integer(lo) and is_integer(hi) and 1 <= lo <= hi):
             raise ContrastkitError(
                 f"mil.bag_size must be an integer ≥ 1 or a pair [lo, hi] with 1 ≤ lo ≤ hi, "
                 f"got {bag_size!r}."
             )
         targets = self.target if isinstance(self.target, list) else [self.target]
-        if not targets or not all(isinstance(t, str) or _is_int(t) for t in targets):
+        if not targets or not all(isinstance(t, str) or is_integer(t) for t in targets):
             raise ContrastkitError(
                 f"mil.target must be a class name or index (or a list of them), got {self.target!r}."
             )
@@ -190,7 +178,7 @@ class MILOptions:
                 f"{self.schedule!r}."
             )
         else:
-            _number("schedule", self.schedule, 0, 1, "[0, 1] (a constant α)")
+            check_number("mil.schedule", self.schedule, 0, 1, interval="in [0, 1] (a constant α)")
 
 
 _BAGS = (
@@ -239,31 +227,6 @@ OPTIONS: dict[str, tuple[str, ...]] = {
         "bag_score",
     ),
 }
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _integer(name: str, value: Any, low: int) -> None:
-    if not _is_int(value) or value < low:
-        raise ContrastkitError(f"mil.{name} must be an integer ≥ {low}, got {value!r}.")
-
-
-def _number(
-    name: str,
-    value: Any,
-    low: float,
-    high: float,
-    interval: str,
-    low_open: bool = False,
-    high_open: bool = False,
-) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low)
-    ok = ok and (value < high if high_open else value <= high)
-    if not ok:
-        raise ContrastkitError(f"mil.{name} must be a number in {interval}, got {value!r}.")
 
 
 # ---------------------------------------------------------------------------------------------

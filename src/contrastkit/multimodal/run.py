@@ -37,6 +37,7 @@ from contrastkit.objectives.multimodal import (
     ConVIRTLoss,
     SentenceContrastLoss,
 )
+from contrastkit.options import check_integer, check_option_keys
 from contrastkit.train.loops import LoopResult, refuse_trainer_options
 from contrastkit.views.text import TokenViews
 
@@ -91,17 +92,10 @@ class TowerOptions:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TowerOptions:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        for key in raw:
-            if key not in fields:
-                raise ContrastkitError(
-                    f"Unknown towers option {key!r}{did_you_mean(key, fields)}; valid: {', '.join(fields)}."
-                )
+        check_option_keys("towers", raw, (f.name for f in dataclasses.fields(cls)))
         options = cls(**raw)
         for name in ("steps", "batch_size", "dim", "eval_batch_size", "eval_max_length"):
-            value = getattr(options, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (name != "steps"):
-                raise ContrastkitError(f"towers.{name} must be a positive integer, got {value!r}.")
+            check_integer(f"towers.{name}", getattr(options, name), 0 if name == "steps" else 1)
         if not options.lr > 0:
             raise ContrastkitError(f"towers.lr must be positive, got {options.lr!r}.")
         return options

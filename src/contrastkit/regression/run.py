@@ -36,7 +36,8 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from contrastkit.config import Config
-from contrastkit.errors import ContrastkitError, did_you_mean, unknown_name
+from contrastkit.errors import ContrastkitError, unknown_name
+from contrastkit.options import check_integer, check_number, check_option_keys
 from contrastkit.regression.conr import ConRLoss
 from contrastkit.regression.probe import ALPHAS, regression_metrics, regression_probe
 from contrastkit.regression.tables import TABLES, RegressionTable, load_table
@@ -96,24 +97,7 @@ class RegressionOptions:
         method's defaults filled in (``temperature``, ``denominator``)."""
         if method not in METHODS:
             raise unknown_name("continuous-target method", method, METHODS)
-        if not isinstance(raw, dict):
-            raise ContrastkitError(
-                f"The regression section must be a mapping of options, got {raw!r}."
-            )
-        valid = OPTIONS[method]
-        for key in raw:
-            if key in valid:
-                continue
-            users = [m for m in METHODS if key in OPTIONS[m]]
-            if users:
-                raise ContrastkitError(
-                    f"regression.{key} does not apply to method {method!r} (it is an option of "
-                    f"{', '.join(users)}); remove it."
-                )
-            raise ContrastkitError(
-                f"Unknown regression option {key!r}{did_you_mean(str(key), valid)}; valid for "
-                f"{method}: {', '.join(valid)}."
-            )
+        check_option_keys("regression", raw, OPTIONS[method], method=method, by_method=OPTIONS)
         options = cls(**raw)
         options._check(method)
         defaults = _METHOD_DEFAULTS.get(method, {})
@@ -125,7 +109,7 @@ class RegressionOptions:
         for name, low in (("n_train", 3), ("n_test", 1), ("max_pos_mix", 0), ("max_neg_mix", 0)):
             value = getattr(self, name)
             if value is not None:
-                _integer(name, value, low)
+                check_integer(f"regression.{name}", value, low)
         for name, low in (
             ("hidden_dim", 1),
             ("feature_dim", 1),
@@ -133,21 +117,19 @@ class RegressionOptions:
             ("batch_size", 2),
             ("projection_dim", 1),
         ):
-            _integer(name, getattr(self, name), low)
-        positive, non_negative = "> 0", "≥ 0"
-        _number("lr", self.lr, 0, math.inf, positive, low_open=True)
-        _number("weight_decay", self.weight_decay, 0, math.inf, non_negative)
-        _number("rate", self.rate, 0, 1, "[0, 1]")
-        _number("noise", self.noise, 0, math.inf, non_negative)
-        _number("beta", self.beta, 0, math.inf, non_negative)
-        _number("push", self.push, 0, math.inf, non_negative)
-        _number("tolerance", self.tolerance, 0, math.inf, non_negative)
-        _number("lambda_max", self.lambda_max, 0, 1, "[0, 1]")
-        for name in ("window", "delta"):
+            check_integer(f"regression.{name}", getattr(self, name), low)
+        unit = "[0, 1]"  # this section's wording: "must be a number [0, 1]"
+        check_number("regression.lr", self.lr, 0, math.inf, low_open=True)
+        check_number("regression.weight_decay", self.weight_decay, 0, math.inf)
+        check_number("regression.rate", self.rate, 0, 1, interval=unit)
+        check_number("regression.noise", self.noise, 0, math.inf)
+        check_number("regression.beta", self.beta, 0, math.inf)
+        check_number("regression.push", self.push, 0, math.inf)
+        check_number("regression.tolerance", self.tolerance, 0, math.inf)
+        check_number("regression.lambda_max", self.lambda_max, 0, 1, interval=unit)
+        for name in ("window", "delta", "temperature"):
             if getattr(self, name) is not None:
-                _number(name, getattr(self, name), 0, math.inf, positive, low_open=True)
-        if self.temperature is not None:
-            _number("temperature", self.temperature, 0, math.inf, positive, low_open=True)
+                check_number(f"regression.{name}", getattr(self, name), 0, math.inf, low_open=True)
         if not isinstance(self.renormalize, bool):
             raise ContrastkitError(
                 f"regression.renormalize must be true or false, got {self.renormalize!r}."
@@ -195,20 +177,6 @@ _METHOD_DEFAULTS: dict[str, dict[str, Any]] = {
     "conr": {"temperature": 0.07, "denominator": "reference"},
     "supremix": {"temperature": 0.1, "denominator": "supcon"},
 }
-
-
-def _integer(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ContrastkitError(f"regression.{name} must be an integer ≥ {low}, got {value!r}.")
-
-
-def _number(
-    name: str, value: Any, low: float, high: float, interval: str, low_open: bool = False
-) -> None:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value <= high
-    if not ok:
-        raise ContrastkitError(f"regression.{name} must be a number {interval}, got {value!r}.")
 
 
 def table_name(source: str) -> str:
