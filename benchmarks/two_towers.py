@@ -92,7 +92,15 @@ NOTES: dict[str, list[str]] = {
         "Query = first docstring paragraph, code = the function without its docstring. "
         "MiniLM = the bundled all-MiniLM-L6-v2, one shared tower, mean pooling; retrieval among "
         "all 428 test functions. Fine-tuning budget: 50 steps of 32 pairs (1,600 pairs, 0.4 "
-        "epoch), lr 2e-5, code truncated at 96 tokens in training and 128 at evaluation.",
+        "epoch), lr 2e-5, code truncated at 96 tokens in training and 128 at evaluation. "
+        "CoCoSoDa as released (τ = 0.07 × extra scale 20, queues of 1,024, m = 0.999, 10 % "
+        "dynamic masking of the keys' inputs) but on MiniLM: UniXcoder does not ship offline.",
+        "Result: both fine-tunings beat zero-shot MiniLM (query→code MRR 0.580 → 0.623 CLIP-style, "
+        "0.613 CoCoSoDa; R@10 0.822 → 0.864 / 0.861). At this budget CoCoSoDa does not beat "
+        "the plain in-batch loss (its code→query MRR is lower, 0.587 vs 0.636) and costs 2.7× "
+        "the time per step (two momentum towers); its queues and momentum keys are built for "
+        "long pre-training (100k steps in the paper), not a 50-step fine-tune. Both halve the "
+        "centroid distance between query and code embeddings (0.38 → 0.22).",
     ],
     "sentences": [
         "Unlabelled sentences: the 4,064 docstring summaries of the code-search training modules. "
