@@ -74,7 +74,7 @@ def train_steps(
         loss = model.training_loss(*make_batch(rows), progress=step / n_steps)
         if not torch.isfinite(loss):
             raise ContrastkitError(
-                f"The loss became {float(loss)} at step {step}; lower towers.lr or the temperature."
+                f"The loss became {float(loss.detach())} at step {step}; lower towers.lr or the temperature."
             )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
