@@ -45,6 +45,7 @@ import numpy as np
 import scipy.stats
 import torch
 from simclr_fashion_mnist import COLUMNS, scores  # the same evaluation protocol
+from tables import mean_std
 
 import contrastkit as ck
 from contrastkit.data import ImageData
@@ -214,11 +215,7 @@ def readout_numbers(done: dict, key_of) -> dict[str, dict[str, list[float]]]:
 
 
 def cell(values: list[float], digits: int = 4) -> str:
-    if not values:
-        return "–"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+    return mean_std(values, digits) if values else "–"
 
 
 def write_table(args: argparse.Namespace, done: dict, key_of) -> None:

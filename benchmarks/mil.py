@@ -15,9 +15,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import platform
-import shlex
-import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -27,6 +24,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from tables import command_line, seed_rows
 
 import contrastkit as ck
 from contrastkit.mil import (
@@ -195,15 +193,10 @@ def main() -> None:
 
 
 def write_table(args, data, train, test, rows, total_minutes: float) -> None:
-    def cell(values: list[float]) -> str:
-        if len(values) == 1:
-            return f"{values[0]:.3f}"
-        return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
     lines = [
         f"# MIL on bags of {args.data} images: final-epoch held-out test",
         "",
-        f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
+        command_line(),
         "",
         f"{time.strftime('%Y-%m-%d')}; torch {torch.__version__}; {platform.machine()} CPU, "
         f"{args.jobs} seed process(es) at a time with {args.threads} torch thread(s) each (pinned, "
@@ -229,14 +222,7 @@ def write_table(args, data, train, test, rows, total_minutes: float) -> None:
         "| train minutes / seed |",
         "|---|---|---|---|---|---|",
     ]
-    for name, runs in rows.items():
-        minutes = [r["minutes"] for r in runs if "minutes" in r]
-        time_cell = f"{statistics.median(minutes):.1f}" if minutes else "–"
-        lines.append(
-            f"| {name} | "
-            + " | ".join(cell([r[c] for r in runs]) for c in COLUMNS)
-            + f" | {time_cell} |"
-        )
+    lines += seed_rows(rows, COLUMNS, digits=3)
     collapsed = [
         name
         for name, runs in rows.items()

@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 from simclr_fashion_mnist import COLUMNS, scores  # the same evaluation protocol
+from tables import mean_std as cell
 
 import contrastkit as ck
 from contrastkit.config import available_recipes
@@ -139,12 +140,6 @@ def write(path: Path, content: dict) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(content, indent=1, sort_keys=True))
     os.replace(tmp, path)
-
-
-def cell(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
 def write_table(args: argparse.Namespace, tasks: list, done: dict) -> None:

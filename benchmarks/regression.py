@@ -15,14 +15,12 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import platform
-import shlex
-import statistics
-import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from tables import command_line, seed_rows
 
 from contrastkit.regression import (
     ConRLoss,
@@ -133,15 +131,10 @@ def main() -> None:
 
 
 def write_table(args, table, raw, rows, total_minutes: float) -> None:
-    def cell(values: list[float]) -> str:
-        if len(values) == 1:
-            return f"{values[0]:.1f}"
-        return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
-
     lines = [
         f"# Contrastive regression on {args.table}: final-epoch held-out test MAE",
         "",
-        f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
+        command_line(),
         "",
         f"{time.strftime('%Y-%m-%d')}; torch {torch.__version__}; {platform.machine()} CPU, "
         f"{args.jobs} seed process(es) at a time with {args.threads} torch thread(s) each (pinned, "
@@ -168,14 +161,7 @@ def write_table(args, table, raw, rows, total_minutes: float) -> None:
         "| method | MAE | MAE many-shot | MAE medium-shot | MAE few-shot | train minutes / seed |",
         "|---|---|---|---|---|---|",
     ]
-    for name, runs in rows.items():
-        minutes = [r["minutes"] for r in runs if "minutes" in r]
-        time_cell = f"{statistics.median(minutes):.1f}" if minutes else "–"
-        lines.append(
-            f"| {name} | "
-            + " | ".join(cell([r[c] for r in runs]) for c in COLUMNS)
-            + f" | {time_cell} |"
-        )
+    lines += seed_rows(rows, COLUMNS, digits=1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "regression.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

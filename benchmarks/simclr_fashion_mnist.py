@@ -14,15 +14,13 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import platform
-import shlex
-import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from tables import command_line, seed_rows
 
 import contrastkit as ck
 from contrastkit.eval import knn_accuracy, linear_probe
@@ -103,16 +101,11 @@ def main() -> None:
 def write_table(
     args: argparse.Namespace, config: dict, rows: dict[str, list[dict[str, float]]]
 ) -> None:
-    def cell(values: list[float]) -> str:
-        if len(values) == 1:
-            return f"{values[0]:.4f}"
-        return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
-
     model, optim, train = config["model"], config["optim"], config["train"]
     lines = [
         f"# SimCLR on {args.data}: final-epoch test accuracy",
         "",
-        f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
+        command_line(),
         "",
         f"{time.strftime('%Y-%m-%d')}; torch {torch.__version__}; {platform.machine()} CPU, {args.jobs} seed "
         f"process(es) at a time with {args.threads} torch thread(s) each (pinned); seeds {args.seeds}, "
@@ -127,14 +120,7 @@ def write_table(
         "| encoder | kNN k=200 | kNN k=20 | linear probe | train minutes / seed |",
         "|---|---|---|---|---|",
     ]
-    for name, runs in rows.items():
-        minutes = [r["minutes"] for r in runs if "minutes" in r]
-        time_cell = f"{statistics.median(minutes):.1f}" if minutes else "–"
-        lines.append(
-            f"| {name} | "
-            + " | ".join(cell([r[c] for r in runs]) for c in COLUMNS)
-            + f" | {time_cell} |"
-        )
+    lines += seed_rows(rows, COLUMNS, digits=4)
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"simclr_{args.data}.md"
     path.write_text("\n".join(lines) + "\n")

@@ -28,7 +28,8 @@ import time
 from pathlib import Path
 
 import torch
-from objectives import cell, write  # the same store and number formatting
+from objectives import write  # the same resumable store
+from tables import mean_std as cell
 
 import contrastkit as ck
 from contrastkit.multimodal import fit_evaluate
