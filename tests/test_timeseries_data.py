@@ -136,6 +136,42 @@ def test_npz_rejects_bad_input(tmp_path):
         )
 
 
+def test_npz_group_ids_keep_patients_out_of_both_splits(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 1, 12)).astype(np.float32)
+    patients = np.repeat([f"p{i}" for i in range(8)], 5)  # 8 patients × 5 series
+    trials = np.arange(40) // 2 + 100  # 20 trials of 2 series
+    np.savez(tmp_path / "g.npz", x=x, y=np.arange(40) % 2, trial_ids=trials, patient_ids=patients)
+    data = load_npz_series(tmp_path / "g.npz", seed=3, test_fraction=0.25, normalize="none")
+    assert len(data.x_train) == 30 and len(data.x_test) == 10  # 2 of 8 patients held out
+    rows = [int(np.flatnonzero((x == s).all(axis=(1, 2)))[0]) for s in data.x_train]
+    held_out = set(range(40)) - set(rows)
+    assert {patients[i] for i in rows}.isdisjoint({patients[i] for i in held_out})
+    # the kept ids are the training rows' own ids, as codes
+    _, codes = np.unique(patients[rows], return_inverse=True)
+    np.testing.assert_array_equal(data.patient_ids, codes)
+    _, codes = np.unique(trials[rows], return_inverse=True)
+    np.testing.assert_array_equal(data.trial_ids, codes)
+    fixed = timeseries_from_arrays("f", x[:30], x_test=x[30:], trial_ids=trials[:30])
+    assert fixed.trial_ids.shape == (30,) and fixed.patient_ids is None
+    plain = timeseries_from_arrays("p", x)
+    assert plain.trial_ids is None and plain.patient_ids is None
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (np.arange(39), "one id per series"),
+        (np.r_[np.arange(39.0), np.nan], "missing"),
+        (np.zeros(40), "single patient/trial group"),
+    ],
+)
+def test_bad_group_ids_are_refused(ids, message):
+    x = np.random.default_rng(0).normal(size=(40, 1, 12))
+    with pytest.raises(ContrastkitError, match=message):
+        timeseries_from_arrays("g", x, patient_ids=ids)
+
+
 def test_csv_train_test_siblings_and_ragged_rows(tmp_path):
     (tmp_path / "Toy_TRAIN.tsv").write_text("1\t0.5\t1.5\t2.5\n2\t3\t4\n1\t1\t2\t3\n2\t0\t0\tNaN\n")
     (tmp_path / "Toy_TEST.tsv").write_text("2\t1\t1\t1\n1\t2\t2\n")

@@ -52,3 +52,36 @@ def test_bad_time_series_options_fail_before_anything_is_written(args, phrase, t
     code, _, err = cli(capsys, "fit", "--config", "ts2vec", "--out", out, *FAST, *args)
     assert code == 2 and phrase in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_comet_recipe_reads_trial_and_patient_ids_from_npz(tmp_path, capsys, monkeypatch):
+    from contrastkit.timeseries import load_timeseries, run
+
+    gunpoint = load_timeseries("ucr:GunPoint")
+    n = len(gunpoint.x_train)
+    np.savez(
+        tmp_path / "gp.npz",
+        x=gunpoint.x_train,
+        y=gunpoint.y_train,
+        x_test=gunpoint.x_test,
+        y_test=gunpoint.y_test,
+        trial_ids=np.arange(n) // 2,
+        patient_ids=np.arange(n) // 10,
+    )
+    seen = {}
+    real = run.fit_evaluate
+
+    def spy(data, **kwargs):
+        seen.update(kwargs)
+        return real(data, **kwargs)
+
+    monkeypatch.setattr(run, "fit_evaluate", spy)
+    out = tmp_path / "comet"
+    code, _, err = cli(
+        capsys, "fit", "--config", "comet", "--data", f"npz:{tmp_path / 'gp.npz'}", "--out", out,
+        *FAST,
+    )
+    assert code == 0, err
+    np.testing.assert_array_equal(seen["trial_ids"], np.arange(n) // 2)
+    np.testing.assert_array_equal(seen["patient_ids"], np.arange(n) // 10)
+    assert RunDir(out).status()["state"] == "complete"

@@ -1,4 +1,4 @@
-"""AutoTCL's parametric augmentation (Luo et al. 2024, "Parametric Augmentation for Time Series
+"""AutoTCL's parametric augmentation (Zheng et al. 2024, "Parametric Augmentation for Time Series
 Contrastive Learning", ICLR; code ``AutoTCL_CoST.py``).
 
 An instance is factorised into an informative part ``h(x) ⊙ x`` and the rest; the view

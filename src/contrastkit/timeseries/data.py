@@ -114,7 +114,9 @@ class TimeSeriesData:
 
     ``x_*`` are float32 ``(n, channels, length)`` (NaN after each series' end when lengths
     differ); ``y_*`` are int64 ``(n,)`` with classes ``0..K-1`` or ``None``; ``lengths_*`` are
-    the true lengths; ``classes[k]`` names class ``k`` when known.
+    the true lengths; ``classes[k]`` names class ``k`` when known. ``trial_ids`` and
+    ``patient_ids`` (int64 ``(n_train,)`` or ``None``) group the training series for COMET's
+    trial and patient levels.
     """
 
     name: str
@@ -125,6 +127,8 @@ class TimeSeriesData:
     classes: tuple[str, ...] | None = None
     lengths_train: np.ndarray | None = None
     lengths_test: np.ndarray | None = None
+    trial_ids: np.ndarray | None = None
+    patient_ids: np.ndarray | None = None
 
     @property
     def channels(self) -> int:
@@ -310,16 +314,24 @@ def timeseries_from_arrays(
     *,
     x_test: object | None = None,
     y_test: object | None = None,
+    trial_ids: object | None = None,
+    patient_ids: object | None = None,
     seed: int = 0,
     test_fraction: float = 0.2,
     normalize: Normalization = "channel",
 ) -> TimeSeriesData:
     """Validated :class:`TimeSeriesData` from arrays ``(n, channels, length)`` (or ``(n, length)``).
 
-    Without ``x_test`` a seeded split (stratified when labelled) holds out ``test_fraction``.
-    Splits of unequal padded length are NaN-padded to the longer one.
+    Without ``x_test`` a seeded split holds out ``test_fraction``: of the patients (else the
+    trials) when ``patient_ids`` (``trial_ids``) are given, so that no group is in both splits,
+    otherwise of the series, stratified when labelled. ``trial_ids``/``patient_ids`` hold one id
+    per series of ``x``. Splits of unequal padded length are NaN-padded to the longer one.
     """
     xa = _as_series(x, "x", name)
+    groups = {
+        "trial_ids": _group_ids(trial_ids, len(xa), "trial_ids", name),
+        "patient_ids": _group_ids(patient_ids, len(xa), "patient_ids", name),
+    }
     if y_test is not None and x_test is None:
         raise ContrastkitError(f"{name!r} has y_test but no x_test; give both or neither.")
     if (y is None) != (y_test is None) and x_test is not None:
@@ -331,7 +343,16 @@ def timeseries_from_arrays(
             raise ContrastkitError(
                 f"test_fraction must lie strictly between 0 and 1, got {test_fraction!r}."
             )
-        train_idx, test_idx = _split(len(xa), y, test_fraction, seed, name)
+        by = groups["patient_ids"] if groups["patient_ids"] is not None else groups["trial_ids"]
+        train_idx, test_idx = (
+            _split(len(xa), y, test_fraction, seed, name)
+            if by is None
+            else _group_split(by, test_fraction, seed, name)
+        )
+        groups = {
+            k: None if v is None else np.unique(v[train_idx], return_inverse=True)[1]
+            for k, v in groups.items()
+        }
         ya = None if y is None else np.asarray(y)
         xa, xt = xa[train_idx], xa[test_idx]
         y, y_test = (None, None) if ya is None else (ya[train_idx], ya[test_idx])
@@ -354,7 +375,41 @@ def timeseries_from_arrays(
         labels[2],
         series_lengths(xa),
         series_lengths(xt),
+        **groups,
     )
+
+
+def _group_ids(ids: object | None, n: int, what: str, where: str) -> np.ndarray | None:
+    """Integer codes of one id per series (any numbers or strings), or ``None``."""
+    if ids is None:
+        return None
+    a = np.asarray(ids)
+    if a.shape != (n,):
+        raise ContrastkitError(
+            f"{what} in {where!r} has shape {tuple(a.shape)}; give one id per series of x ({n})."
+        )
+    if a.dtype.kind == "f" and np.isnan(a).any():
+        raise ContrastkitError(f"{what} in {where!r} has missing (NaN) ids; give every series one.")
+    if a.dtype.kind not in "iufUSb":
+        raise ContrastkitError(
+            f"{what} in {where!r} must hold numbers or strings, got dtype {a.dtype}."
+        )
+    return np.unique(a, return_inverse=True)[1].astype(np.int64)
+
+
+def _group_split(
+    groups: np.ndarray, test_fraction: float, seed: int, where: str
+) -> tuple[np.ndarray, np.ndarray]:
+    from sklearn.model_selection import GroupShuffleSplit
+
+    if len(np.unique(groups)) < 2:
+        raise ContrastkitError(
+            f"{where!r} has a single patient/trial group, too few for a split that keeps groups "
+            "apart; add groups or give x_test."
+        )
+    splitter = GroupShuffleSplit(1, test_size=test_fraction, random_state=int(seed))
+    train_idx, test_idx = next(splitter.split(groups, groups=groups))
+    return np.sort(train_idx), np.sort(test_idx)
 
 
 def _split(
@@ -464,7 +519,7 @@ def load_ucr(
 
 # ----------------------------------------------------------------------------- files
 
-_NPZ_KEYS = ("x", "y", "x_test", "y_test")
+_NPZ_KEYS = ("x", "y", "x_test", "y_test", "trial_ids", "patient_ids")
 
 
 def load_npz_series(
@@ -475,7 +530,8 @@ def load_npz_series(
     normalize: Normalization = "channel",
 ) -> TimeSeriesData:
     """An ``.npz`` archive with ``x`` ``(n, channels, length)`` and optional ``y``, ``x_test``,
-    ``y_test`` (NaN marks missing steps/padding). Loaded with ``allow_pickle=False``."""
+    ``y_test`` (NaN marks missing steps/padding), and ``trial_ids``/``patient_ids`` (one per
+    series of ``x``, for COMET). Loaded with ``allow_pickle=False``."""
     p = Path(path).expanduser()
     name = f"npz:{path}"
     hint = "save it with np.savez(path, x=series, y=labels)"
@@ -507,6 +563,8 @@ def load_npz_series(
         arrays.get("y"),
         x_test=arrays.get("x_test"),
         y_test=arrays.get("y_test"),
+        trial_ids=arrays.get("trial_ids"),
+        patient_ids=arrays.get("patient_ids"),
         seed=seed,
         test_fraction=test_fraction,
         normalize=normalize,

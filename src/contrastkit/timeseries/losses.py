@@ -15,7 +15,7 @@ TS2Vec's instance and temporal losses summed over max-pool levels while ``T > 1`
 ``T = 1`` term, no α); the trial and patient levels make two different samples with the same id
 positives (:func:`id_contrastive_loss`).
 
-AutoTCL (Luo et al. 2024, ICLR; code ``AutoTCL_CoST.py``/``models/losses.py``): the encoder's
+AutoTCL (Zheng et al. 2024, ICLR; code ``AutoTCL_CoST.py``/``models/losses.py``): the encoder's
 global InfoNCE between the max-pooled input and view, an InfoTS-style local loss over time
 segments, and the augmentation network's PRI surrogate (MMD, mask size, temporal consistency).
 """

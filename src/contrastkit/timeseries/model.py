@@ -8,7 +8,7 @@ Arrays are ``(n, channels, length)`` (NaN = missing/padding), as everywhere in
 
 - ``"ts2vec"`` (Yue et al. 2022; code ``ts2vec.py::fit``): two random overlapping crops, binomial
   timestamp masks, :func:`~.losses.hierarchical_contrastive_loss` on the overlap.
-- ``"autotcl"`` (Luo et al. 2024; code ``AutoTCL_CoST.py::fit``): per iteration, one step of the
+- ``"autotcl"`` (Zheng et al. 2024; code ``AutoTCL_CoST.py::fit``): per iteration, one step of the
   augmentation network (encoder frozen in eval mode) on the PRI surrogate — or, with
   ``aug_objective="adversarial"``, on minus the encoder's InfoNCE — then one encoder step on
   global + ``local_weight``·local InfoNCE between ``x`` and its learned view.

@@ -125,10 +125,14 @@ def check_config(config: Any, data: TimeSeriesData | None = None) -> TimeSeriesD
 
 def fit_config(config: Any, data: TimeSeriesData | None = None) -> LoopResult:
     """``contrastkit fit`` for TS2Vec / AutoTCL / COMET: the weight-averaged encoder, both
-    splits' instance representations (and labels) and the SVM protocol's test accuracy."""
+    splits' instance representations (and labels) and the SVM protocol's test accuracy. COMET
+    trains its trial and patient levels on the data's ``trial_ids``/``patient_ids`` (from an
+    ``.npz`` source) and skips them when there are none."""
     data = check_config(config, data)
     options = dict(config.timeseries)
     n_iters = options.pop("n_iters", None)
+    if config.method == "comet":  # its trial and patient levels read the data's group ids
+        options.update(trial_ids=data.trial_ids, patient_ids=data.patient_ids)
     result = fit_evaluate(
         data,
         method=config.method,
