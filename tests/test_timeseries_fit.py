@@ -78,7 +78,14 @@ def test_comet_recipe_reads_trial_and_patient_ids_from_npz(tmp_path, capsys, mon
     monkeypatch.setattr(run, "fit_evaluate", spy)
     out = tmp_path / "comet"
     code, _, err = cli(
-        capsys, "fit", "--config", "comet", "--data", f"npz:{tmp_path / 'gp.npz'}", "--out", out,
+        capsys,
+        "fit",
+        "--config",
+        "comet",
+        "--data",
+        f"npz:{tmp_path / 'gp.npz'}",
+        "--out",
+        out,
         *FAST,
     )
     assert code == 0, err

@@ -94,6 +94,58 @@ def test_comet_trial_batches_group_trials():
         assert len(set(trials[batch.numpy()])) == 1
 
 
+def _encoder_inputs(model: TS2Vec, x: np.ndarray) -> list[torch.Tensor]:
+    """The inputs of every training pass of the encoder in one iteration."""
+    seen = []
+    hook = model._net.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    model.fit(x, n_iters=1)
+    hook.remove()
+    return seen
+
+
+def test_ts2vec_augment_draws_independent_aligned_views_of_each_crop():
+    x = toy(n=8, length=32)
+    x1, x2 = _encoder_inputs(TS2Vec(1, seed=0, batch_size=8, **SMALL), x)
+    # without views the crops agree on their overlap: the last steps of 1 and the first of 2
+    overlap = max(k for k in range(1, 33) if torch.equal(x1[:, x1.shape[1] - k :], x2[:, :k]))
+    model = TS2Vec(1, seed=0, batch_size=8, augment={"jitter": 0.5}, **SMALL)
+    a1, a2 = _encoder_inputs(model, x)
+    # the same crops (drawn first from the same generator state), each with its own noise
+    noise1, noise2 = (a1 - x1)[:, -overlap:], (a2 - x2)[:, :overlap]
+    for noise in (noise1, noise2):
+        assert abs(noise.std().item() - 0.5) < 0.1
+    assert abs(torch.corrcoef(torch.stack([noise1.flatten(), noise2.flatten()]))[0, 1]) < 0.3
+
+
+def test_comet_augment_scales_each_pass_independently():
+    x = np.repeat(toy(n=1), 8, axis=0) + 2.0  # equal series: the batch order does not matter
+    model = TS2Vec(1, method="comet", seed=0, batch_size=8, augment=["scaling"], **SMALL)
+    passes = _encoder_inputs(model, x)
+    assert len(passes) == 4  # sample and observation levels, two passes each
+    raw = torch.from_numpy(x).transpose(1, 2)
+    factors = [p / raw for p in passes]  # one factor per series and variable, σ = 0.1
+    for f in factors:
+        torch.testing.assert_close(f, f[:, :1].expand_as(f))
+        assert 0.03 < f[:, 0].std().item() < 0.3
+    assert not torch.allclose(factors[0], factors[1])
+
+
+@pytest.mark.parametrize(
+    ("method", "augment", "message"),
+    [
+        ("ts2vec", ["permutation"], "moves time steps"),
+        ("comet", {"time_warp": 0.2}, "moves time steps"),
+        ("ts2vec", ["jiter"], "did you mean 'jitter'"),
+        ("ts2vec", {"scaling": -1}, "positive sigma"),
+        ("ts2vec", "jitter", "list of view names"),
+        ("autotcl", ["jitter"], "learns its own"),
+    ],
+)
+def test_bad_augment_is_refused(method, augment, message):
+    with pytest.raises(ContrastkitError, match=message):
+        TS2Vec(1, method=method, augment=augment, **SMALL)
+
+
 def test_bad_input_errors():
     x = toy(n=6)
     with pytest.raises(ContrastkitError, match="larger than the 6"):

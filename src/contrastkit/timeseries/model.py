@@ -42,7 +42,7 @@ from contrastkit.timeseries.losses import (
     mmd,
     temporal_consistency,
 )
-from contrastkit.timeseries.views import random_crops
+from contrastkit.timeseries.views import ALIGNED_VIEWS, MOVING_VIEWS, aligned_views, random_crops
 
 __all__ = ["METHODS", "AutoTCLOptions", "COMETOptions", "TS2Vec", "default_iters"]
 
@@ -104,6 +104,33 @@ def _options(kind: type, value: Any, what: str) -> Any:
     raise ContrastkitError(f"{what} options must be a dict or {kind.__name__}, got {value!r}.")
 
 
+def _augment(value: object, method: str) -> dict[str, float]:
+    """``augment`` as ``{name: σ}`` after checking names, strengths and the method."""
+    if value is None:
+        return {}
+    defaults = {"jitter": 0.03, "scaling": 0.1}
+    if isinstance(value, str) or not isinstance(value, Sequence | dict):
+        raise ContrastkitError(
+            f"augment must be a list of view names or a {{name: sigma}} dict, got {value!r}."
+        )
+    strengths = dict(value) if isinstance(value, dict) else {n: defaults.get(n) for n in value}
+    for name, sigma in strengths.items():
+        if name in MOVING_VIEWS:
+            raise ContrastkitError(
+                f"augment view {name!r} moves time steps, which breaks the per-timestamp "
+                f"positives of {method}; use {' or '.join(ALIGNED_VIEWS)}."
+            )
+        if name not in ALIGNED_VIEWS:
+            raise unknown_name("augment view", str(name), ALIGNED_VIEWS)
+        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 < sigma < 1e3:
+            raise ContrastkitError(f"augment {name!r} needs a positive sigma, got {sigma!r}.")
+    if strengths and method == "autotcl":
+        raise ContrastkitError(
+            "AutoTCL learns its own augmentation; drop augment or choose ts2vec or comet."
+        )
+    return {n: float(v) for n, v in strengths.items()}
+
+
 def default_iters(x: np.ndarray) -> int:
     """TS2Vec's default training length: 200 iterations up to 100,000 values, else 600."""
     return 200 if np.asarray(x).size <= 100000 else 600
@@ -131,7 +158,11 @@ class TS2Vec:
         temporal_unit, alpha: TS2Vec's hierarchy settings (0 and 0.5).
         causal: causal convolutions instead of TS2Vec's centred ones.
         device: torch device to train and encode on.
-        seed: seeds weights, data order, crops, masks and dropout.
+        augment: extra input-space views for ``ts2vec`` and ``comet``, drawn independently for
+            each of the two encoder passes: ``{"jitter": σ, "scaling": σ}`` or a list of those
+            names (σ = 0.03 and 0.1). Views that move time steps are refused (the losses pair
+            equal timestamps); AutoTCL learns its own.
+        seed: seeds weights, data order, crops, masks, views and dropout.
         autotcl, comet: method settings (:class:`AutoTCLOptions`, :class:`COMETOptions` or
             dicts of their fields).
     """
@@ -151,6 +182,7 @@ class TS2Vec:
         alpha: float = 0.5,
         causal: bool = False,
         device: str | torch.device = "cpu",
+        augment: Sequence[str] | dict[str, float] | None = None,
         seed: int = 0,
         autotcl: AutoTCLOptions | dict | None = None,
         comet: COMETOptions | dict | None = None,
@@ -178,6 +210,7 @@ class TS2Vec:
         self.alpha = float(alpha)
         self.device = torch.device(device)
         self.seed = seed
+        self.augment = _augment(augment, method)
         self.autotcl = _options(AutoTCLOptions, autotcl, "autotcl")
         self.comet = _options(COMETOptions, comet, "comet")
         if self.autotcl.aug_objective not in ("pri", "adversarial"):
@@ -420,8 +453,11 @@ class TS2Vec:
         crops = random_crops(
             self._window(x), temporal_unit=self.temporal_unit, generator=self._views
         )
-        out1 = self._net(crops.x1, generator=self._views)[:, crops.overlap1]
-        out2 = self._net(crops.x2, generator=self._views)[:, crops.overlap2]
+        x1, x2 = (
+            aligned_views(v, self.augment, generator=self._views) for v in (crops.x1, crops.x2)
+        )
+        out1 = self._net(x1, generator=self._views)[:, crops.overlap1]
+        out2 = self._net(x2, generator=self._views)[:, crops.overlap2]
         return hierarchical_contrastive_loss(out1, out2, self.alpha, self.temporal_unit)
 
     def _autotcl_step(self, x: Tensor) -> Tensor:
@@ -467,8 +503,14 @@ class TS2Vec:
             factor = o.factors[k]
             if factor == 0 or (level in ids and ids[level] is None):
                 continue  # a level the data does not have
-            out1 = self._net(x, mask=o.masks[k], generator=self._views)
-            out2 = self._net(x, mask=o.masks[k], generator=self._views)
+            out1, out2 = (
+                self._net(
+                    aligned_views(x, self.augment, generator=self._views),
+                    mask=o.masks[k],
+                    generator=self._views,
+                )
+                for _ in range(2)
+            )
             if level in ("patient", "trial"):
                 term = id_contrastive_loss(out1, out2, ids[level], o.id_temperature)
                 loss = loss + (factor if o.faithful_factors else 1.0) * term

@@ -10,6 +10,8 @@ padding after a series' end (and missing observations) and is carried along.
   latent (TS2Vec §3.2; code ``models/encoder.py``); ``True`` keeps a time step.
 - :func:`jitter`, :func:`scaling`, :func:`permutation`, :func:`time_warp`: the classic
   sensor-data augmentations (Um et al. 2017, "Data augmentation of wearable sensor data").
+  :func:`aligned_views` applies the first two, which keep every step in place, as the extra
+  views of TS2Vec and COMET.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from torch import Tensor
 from contrastkit.errors import ContrastkitError
 
 __all__ = [
+    "ALIGNED_VIEWS",
     "Crops",
+    "aligned_views",
     "binomial_mask",
     "continuous_mask",
     "jitter",
@@ -221,3 +225,18 @@ def time_warp(
     out = torch.where(w == 0, x.gather(1, expand(i0)), out)  # exact at knots, no NaN leaks
     observed = t[None, :] < lengths[:, None]
     return torch.where(observed[:, :, None], out, x)
+
+
+#: views that keep every time step in place, so a timestamp's positive stays aligned
+ALIGNED_VIEWS = {"jitter": jitter, "scaling": scaling}
+#: views that move time steps (they break TS2Vec's and COMET's per-timestamp positives)
+MOVING_VIEWS = {"permutation": permutation, "time_warp": time_warp}
+
+
+def aligned_views(
+    x: Tensor, strengths: dict[str, float], *, generator: torch.Generator | None = None
+) -> Tensor:
+    """Apply the :data:`ALIGNED_VIEWS` named in ``strengths`` (name → σ) in order."""
+    for name, sigma in strengths.items():
+        x = ALIGNED_VIEWS[name](x, sigma, generator=generator)
+    return x
