@@ -45,6 +45,9 @@ def test_ts2vec_recipe_trains_and_evaluates_on_gunpoint(tmp_path, capsys):
     [
         (["timeseries.hiden_dims=8"], "hidden_dims"),
         (["--data", "ucr:GunPont"], "GunPoint"),
+        (["timeseries.augment=[time_warp]"], "moves time steps"),
+        (["timeseries.lr=-1"], "lr must be a positive"),
+        (["timeseries.autotcl={meta_lrr: 1}"], "meta_lr"),
     ],
 )
 def test_bad_time_series_options_fail_before_anything_is_written(args, phrase, tmp_path, capsys):

@@ -113,14 +113,16 @@ def check_config(config: Any, data: TimeSeriesData | None = None) -> TimeSeriesD
         if name not in (*MODEL_OPTIONS, "n_iters"):
             raise unknown_name("timeseries option", name, MODEL_OPTIONS)
     refuse_trainer_options(config, "timeseries.n_iters", "timeseries.batch_size")
-    if data is not None:
-        return data
-    return load_timeseries(
-        config.data.source,
-        seed=config.data.split_seed,
-        test_fraction=config.data.test_fraction,
-        download=config.data.download,
-    )
+    if data is None:
+        data = load_timeseries(
+            config.data.source,
+            seed=config.data.split_seed,
+            test_fraction=config.data.test_fraction,
+            download=config.data.download,
+        )
+    options = {k: v for k, v in config.timeseries.items() if k != "n_iters"}
+    TS2Vec(data.channels, method=config.method, seed=config.seed, **options)  # checks the values
+    return data
 
 
 def fit_config(config: Any, data: TimeSeriesData | None = None) -> LoopResult:
