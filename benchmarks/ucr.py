@@ -39,10 +39,31 @@ DATASETS = (
     "JapaneseVowels",
     "PickupGestureWiimoteZ",
 )
-METHODS = ("ts2vec", "autotcl", "comet", "autotcl-dot")
+METHODS = (
+    "ts2vec",
+    "autotcl",
+    "comet",
+    "autotcl-dot",
+    "autotcl-infots",
+    "ts2vec-jitter-scaling",
+)
 #: benchmark variants: (method, options). ``autotcl-dot``: AutoTCL with raw dot products in the
-#: global InfoNCE, as InfoTS (the authors' classification code) instead of the spec's cosine
-VARIANTS = {"autotcl-dot": ("autotcl", {"autotcl": {"global_normalize": False}})}
+#: global InfoNCE, as InfoTS (the authors' classification code) instead of the spec's cosine;
+#: ``autotcl-infots``: AutoTCL's learned views with InfoTS's whole encoder loss (dot-product
+#: NT-Xent over both views + 1 × unnormalised local loss over 8 segments, ``infots.py::fit``);
+#: ``ts2vec-jitter-scaling``: TS2Vec with Um et al.'s jitter and scaling on each crop
+INFOTS = {
+    "global_normalize": False,
+    "global_intra_view": True,
+    "local_normalize": False,
+    "local_weight": 1.0,
+    "local_segments": 8,
+}
+VARIANTS = {
+    "autotcl-dot": ("autotcl", {"autotcl": {"global_normalize": False}}),
+    "autotcl-infots": ("autotcl", {"autotcl": INFOTS}),
+    "ts2vec-jitter-scaling": ("ts2vec", {"augment": {"jitter": 0.03, "scaling": 0.1}}),
+}
 #: raw 1-NN Euclidean test accuracy quoted in issue #7 / DATA.md
 ISSUE_1NN = {
     "GunPoint": 0.913,
@@ -220,6 +241,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--note", action="append", default=[], help="a line for the notes")
     parser.add_argument(
+        "--drop-note",
+        action="append",
+        default=[],
+        help="drop the kept notes that start with this text (to replace a stale one)",
+    )
+    parser.add_argument(
         "--skip-done", action="store_true", help="with --merge: do not rerun runs already kept"
     )
     parser.add_argument(
@@ -246,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.skip_done:
         done = {key(r) for r in runs}
         jobs = [job for job in jobs if job not in done]
+    notes = [n for n in notes if not any(n.startswith(d) for d in args.drop_note)]
     notes += [n for n in args.note if n not in notes]
     if args.merge_only:
         jobs = []

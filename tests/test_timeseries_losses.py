@@ -222,10 +222,23 @@ def test_autotcl_global_loss_hand_value():
     assert autotcl_global_loss(
         2 * r.double(), 2 * r.double(), normalize=False
     ).item() == pytest.approx(math.log(1 + (b - 1) * math.exp(-4)), rel=1e-6)
+    # InfoTS's NT-Xent over both views: each anchor also meets the other b − 1 inputs (or views)
+    assert autotcl_global_loss(r, r, intra_view=True).item() == pytest.approx(
+        math.log(1 + 2 * (b - 1) / math.e), rel=1e-6
+    )
+    rv = torch.randn(b, 3, b, dtype=torch.float64)
+    px, pv = r.double().amax(1), rv.amax(1)
+    z = torch.cat([px, pv])
+    s = z @ z.T
+    s.fill_diagonal_(-math.inf)
+    naive = (torch.logsumexp(s, 1) - torch.cat([(px * pv).sum(1)] * 2)).mean()
+    assert autotcl_global_loss(
+        r.double(), rv, normalize=False, intra_view=True
+    ).item() == pytest.approx(naive.item(), rel=1e-10)
 
 
-def naive_local(rx, k, start, series=(0,)):
-    z = torch.nn.functional.normalize(rx, dim=2)
+def naive_local(rx, k, start, series=(0,), normalize=True):
+    z = torch.nn.functional.normalize(rx, dim=2) if normalize else rx
     size = rx.shape[1] // k
     terms = []
     for b in series:
@@ -255,6 +268,9 @@ def test_autotcl_local_loss_matches_naive_loop():
     every = autotcl_local_loss(rx, k, all_series=True, generator=torch.Generator().manual_seed(9))
     assert every.item() == pytest.approx(naive_local(rx, k, start, (0, 1, 2)).item(), rel=1e-10)
     assert autotcl_local_loss(rx[:, :5], k).item() == 0.0  # shorter than k segments
+    raw = autotcl_local_loss(rx, k, normalize=False, generator=torch.Generator().manual_seed(9))
+    assert raw.item() == pytest.approx(naive_local(rx, k, start, normalize=False).item(), rel=1e-10)
+    assert raw.item() != pytest.approx(fast.item(), rel=1e-3)
 
 
 def test_mmd_hand_value_and_limits():

@@ -186,19 +186,31 @@ def id_contrastive_loss(z1: Tensor, z2: Tensor, ids: Tensor, temperature: float 
 
 
 def autotcl_global_loss(
-    rx: Tensor, rv: Tensor, temperature: float = 1.0, *, normalize: bool = True
+    rx: Tensor,
+    rv: Tensor,
+    temperature: float = 1.0,
+    *,
+    normalize: bool = True,
+    intra_view: bool = False,
 ) -> Tensor:
     """AutoTCL's global InfoNCE (code ``infoNCE``): max-pool over time, cosine similarity /
     τ between input ``i`` and every view ``j``, cross-entropy with the matching view positive
     (input → view only, no intra-view negatives). ``normalize=False`` uses raw dot products
-    (as InfoTS's ``global_infoNCE``, the authors' classification predecessor)."""
+    and ``intra_view=True`` NT-Xent over all ``2B`` pooled series (both directions, the other
+    ``2B − 2`` as negatives), the two as InfoTS's ``global_infoNCE`` (Luo et al. 2023, the
+    authors' classification predecessor)."""
     _check_pair(rx, rv)
     px, pv = rx.amax(dim=1), rv.amax(dim=1)
-    pairs = Pairs.cross(len(px), device=px.device)
+    if intra_view:
+        anchors, candidates = torch.cat([px, pv]), None
+        pairs = Pairs.views(len(px), 2, device=px.device)
+    else:
+        anchors, candidates = px, pv
+        pairs = Pairs.cross(len(px), device=px.device)
     return info_nce(
-        px,
+        anchors,
         pairs,
-        pv,
+        candidates,
         temperature=temperature,
         normalize=normalize,
         backend="dense",
@@ -212,11 +224,13 @@ def autotcl_local_loss(
     temperature: float = 1.0,
     *,
     all_series: bool = False,
+    normalize: bool = True,
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """AutoTCL's local loss (InfoTS-style; code ``local_infoNCE``).
 
-    ``rx`` is L2-normalised per time step, cut into ``segments`` equal pieces (random start),
+    ``rx`` is L2-normalised per time step (raw with ``normalize=False``, as InfoTS's own
+    ``local_infoNCE``), cut into ``segments`` equal pieces (random start),
     each max-pooled. Segment ``i``'s positive is segment ``i + 1`` (the last one's: ``k − 2``);
     its negatives are all segments but itself and its neighbours (rows 0 and ``k − 1`` drop
     segments 2 and ``k − 3`` to keep ``k − 3`` negatives each). As in the code only the first
@@ -234,7 +248,7 @@ def autotcl_local_loss(
     start = int(
         torch.randint(0, rx.shape[1] - size * k + 1, (), generator=generator, device=device)
     )
-    z = F.normalize(rx, dim=2)[:, start : start + size * k]
+    z = (F.normalize(rx, dim=2) if normalize else rx)[:, start : start + size * k]
     seg = z.reshape(z.shape[0], k, size, z.shape[2]).amax(dim=2)  # [B, k, C]
     if not all_series:
         seg = seg[:1]

@@ -54,9 +54,11 @@ Method = Literal["ts2vec", "autotcl", "comet"]
 class AutoTCLOptions:
     """AutoTCL's settings; defaults are the official class/``fit`` defaults (``AutoTCL_CoST.py``),
     with the mask heads per variable as the official script (``agu_channel = F``).
-    ``global_normalize=False`` swaps the global InfoNCE's cosine for raw dot products, the form
-    of InfoTS (the authors' classification code); on GunPoint it trains far better (see
-    ``benchmarks/results/ucr.md``)."""
+    ``global_normalize=False`` swaps the global InfoNCE's cosine for raw dot products and
+    ``global_intra_view=True`` makes it NT-Xent over both views; with ``local_normalize=False``,
+    ``local_weight=1`` and ``local_segments=8`` the encoder loss is that of InfoTS (Luo et al.
+    2023, code ``infots.py::fit``), the authors' classification predecessor. See
+    ``benchmarks/results/ucr.md`` for how the forms train."""
 
     aug_dim: int = 16
     aug_depth: int = 3
@@ -73,7 +75,9 @@ class AutoTCLOptions:
     aug_objective: Literal["pri", "adversarial"] = "pri"
     temperature: float = 1.0
     global_normalize: bool = True
+    global_intra_view: bool = False
     local_segments: int = 16
+    local_normalize: bool = True
     mask_channels: int | None = None
 
 
@@ -478,7 +482,7 @@ class TS2Vec:
                     + o.regular_weight * temporal_consistency(view.h_logit, generator=self._views)
                 )
             else:
-                aug_loss = -autotcl_global_loss(rx, rv, o.temperature, normalize=o.global_normalize)
+                aug_loss = -self._autotcl_global(rx, rv)
             params = [p for p in aug.parameters() if p.requires_grad]
             grads = torch.autograd.grad(aug_loss, params, allow_unused=True)
             self._meta_optimizer.zero_grad(set_to_none=True)
@@ -490,9 +494,16 @@ class TS2Vec:
             view = aug(x, generator=self._views).view
         rx = self._net(x, generator=self._views)
         rv = self._net(view, generator=self._views)
-        local = autotcl_local_loss(rx, o.local_segments, o.temperature, generator=self._views)
-        glob = autotcl_global_loss(rx, rv, o.temperature, normalize=o.global_normalize)
-        return glob + o.local_weight * local
+        local = autotcl_local_loss(
+            rx, o.local_segments, o.temperature, normalize=o.local_normalize, generator=self._views
+        )
+        return self._autotcl_global(rx, rv) + o.local_weight * local
+
+    def _autotcl_global(self, rx: Tensor, rv: Tensor) -> Tensor:
+        o = self.autotcl
+        return autotcl_global_loss(
+            rx, rv, o.temperature, normalize=o.global_normalize, intra_view=o.global_intra_view
+        )
 
     def _comet_loss(self, x: Tensor, ids: dict[str, Tensor | None]) -> Tensor:
         o = self.comet
