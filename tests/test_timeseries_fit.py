@@ -38,6 +38,19 @@ def test_ts2vec_recipe_trains_and_evaluates_on_gunpoint(tmp_path, capsys):
     assert code == 2 and "ts2vec run" in err
     code, _, err = cli(capsys, "fit", "--resume", out)
     assert code == 2
+    # embed applies the averaged encoder to any source with the training data's channels
+    code, _, err = cli(capsys, "embed", out, "--data", "ucr:GunPoint", "--out", tmp_path / "e.npz")
+    assert code == 0, err
+    with (
+        np.load(tmp_path / "e.npz", allow_pickle=False) as again,
+        np.load(run.embeddings_path, allow_pickle=False) as saved,
+    ):
+        for key in ("train_features", "test_features", "test_labels"):
+            np.testing.assert_allclose(again[key], saved[key], rtol=1e-5, atol=1e-6)
+    code, _, err = cli(
+        capsys, "embed", out, "--data", "ucr:BasicMotions", "--out", tmp_path / "m.npz"
+    )
+    assert code == 2 and "6 channel(s)" in err and not (tmp_path / "m.npz").exists()
 
 
 @pytest.mark.parametrize(

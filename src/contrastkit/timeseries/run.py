@@ -20,7 +20,7 @@ from contrastkit.timeseries.eval import svm_accuracy
 from contrastkit.timeseries.model import TS2Vec, default_iters
 from contrastkit.train.loops import LoopResult, refuse_trainer_options
 
-__all__ = ["MODEL_OPTIONS", "TimeSeriesResult", "fit_evaluate"]
+__all__ = ["MODEL_OPTIONS", "TimeSeriesResult", "embed_config", "fit_evaluate"]
 
 #: keyword options ``fit_evaluate`` passes on to :class:`TS2Vec` (a config's ``timeseries:`` keys)
 MODEL_OPTIONS = tuple(
@@ -107,22 +107,30 @@ def fit_evaluate(
 def check_config(config: Any, data: TimeSeriesData | None = None) -> TimeSeriesData:
     """Reject unknown ``timeseries:`` options, trainer flags these runs do not read and a bad
     data source, before a run directory is written; returns the data (loaded unless given)."""
-    from contrastkit.timeseries.data import load_timeseries
-
     for name in config.timeseries:
         if name not in (*MODEL_OPTIONS, "n_iters"):
             raise unknown_name("timeseries option", name, MODEL_OPTIONS)
     refuse_trainer_options(config, "timeseries.n_iters", "timeseries.batch_size")
     if data is None:
-        data = load_timeseries(
-            config.data.source,
-            seed=config.data.split_seed,
-            test_fraction=config.data.test_fraction,
-            download=config.data.download,
-        )
-    options = {k: v for k, v in config.timeseries.items() if k != "n_iters"}
-    TS2Vec(data.channels, method=config.method, seed=config.seed, **options)  # checks the values
+        data = _load_source(config, config.data.source)
+    _model(config, data.channels)  # checks every option's value
     return data
+
+
+def _model(config: Any, channels: int) -> TS2Vec:
+    options = {k: v for k, v in config.timeseries.items() if k != "n_iters"}
+    return TS2Vec(channels, method=config.method, seed=config.seed, **options)
+
+
+def _load_source(config: Any, source: str) -> TimeSeriesData:
+    from contrastkit.timeseries.data import load_timeseries
+
+    return load_timeseries(
+        source,
+        seed=config.data.split_seed,
+        test_fraction=config.data.test_fraction,
+        download=config.data.download,
+    )
 
 
 def fit_config(config: Any, data: TimeSeriesData | None = None) -> LoopResult:
@@ -143,13 +151,39 @@ def fit_config(config: Any, data: TimeSeriesData | None = None) -> LoopResult:
         num_threads=config.train.num_threads,
         **options,
     )
-    arrays = {"train_features": result.train_repr, "test_features": result.test_repr}
-    for split in ("train", "test"):
-        labels = getattr(data, f"y_{split}")
-        if labels is not None:
-            arrays[f"{split}_labels"] = np.asarray(labels)
+    arrays = _arrays(result.train_repr, result.test_repr, data)
     metrics = {
         "feature_dim": int(result.train_repr.shape[1]),
         **{k: v for k, v in result.metrics().items() if k not in ("method", "seed")},
     }
     return LoopResult(metrics, result.model, arrays, result.n_iters)
+
+
+def embed_config(config: Any, state: dict[str, Any], source: str) -> dict[str, np.ndarray]:
+    """``contrastkit embed`` for a finished TS2Vec / AutoTCL / COMET run: the weight-averaged
+    encoder's instance representations of both splits of ``source`` (and their labels)."""
+    data = _load_source(config, source)
+    try:
+        trained = int(state["net"]["module.input_fc.weight"].shape[1])
+        model = _model(config, trained)
+        model.load_state_dict(state)
+    except (KeyError, TypeError, IndexError, RuntimeError):
+        raise ContrastkitError(
+            "The run's model.pt does not match its config; the run directory was altered."
+        ) from None
+    if data.channels != trained:
+        raise ContrastkitError(
+            f"{source!r} has {data.channels} channel(s) but the run was trained on {trained}; "
+            "embed series with the training data's variables."
+        )
+    return _arrays(model.encode(data.x_train), model.encode(data.x_test), data)
+
+
+def _arrays(train: np.ndarray, test: np.ndarray, data: TimeSeriesData) -> dict[str, np.ndarray]:
+    """``embeddings.npz``'s arrays: both splits' features and the labels there are."""
+    arrays = {"train_features": train, "test_features": test}
+    for split in ("train", "test"):
+        labels = getattr(data, f"y_{split}")
+        if labels is not None:
+            arrays[f"{split}_labels"] = np.asarray(labels)
+    return arrays

@@ -206,26 +206,13 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _embed(args: argparse.Namespace) -> int:
-    from contrastkit.data import load_data
-    from contrastkit.train.run import load_run
+    from contrastkit.train.run import embed_run
     from contrastkit.train.rundir import save_npz
 
     out = Path(args.out)
     if out.suffix != ".npz":
         raise ContrastkitError(f"--out {out} must end in .npz.")
-    _, config, method, _ = load_run(args.run_dir)
-    data = load_data(
-        args.data,
-        seed=config.data.split_seed,
-        test_fraction=config.data.test_fraction,
-        image_size=config.data.image_size,
-    )
-    arrays = {
-        "train_features": method.embed(data.x_train).numpy(),
-        "test_features": method.embed(data.x_test).numpy(),
-    }
-    if data.has_labels:
-        arrays |= {"train_labels": data.y_train.numpy(), "test_labels": data.y_test.numpy()}
+    arrays = embed_run(args.run_dir, args.data)
     save_npz(out, **arrays)
     print(f"wrote {out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in arrays.items()))
     return 0

@@ -5,7 +5,9 @@ instances (SC-MIL, attention MIL, INS) and continuous targets (plain, ConR, SupR
 Each such package has a module with ``check_config(config, data) -> data`` (everything that can
 reject a config, run before the run directory is written; it returns the data to train on, which
 it may have loaded) and ``fit_config(config, data) -> LoopResult``;
-:func:`contrastkit.fit` writes what it returns into the run directory.
+:func:`contrastkit.fit` writes what it returns into the run directory. A module may also define
+``embed_config(config, state, source) -> arrays``, which applies a finished run's weights to a
+data source for ``contrastkit embed``.
 """
 
 from __future__ import annotations

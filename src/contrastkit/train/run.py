@@ -240,12 +240,9 @@ def load_run(run_dir: str | Path) -> tuple[RunDir, Config, ContrastiveMethod, Im
     if config.method in OWN_LOOPS:
         raise ContrastkitError(
             f"Run {run.root} is a {config.method} run: its test metrics are in results.json and its "
-            "test embeddings in embeddings.npz (re-evaluation and embedding are image-only for now)."
+            "test embeddings in embeddings.npz (re-evaluation is for image runs)."
         )
-    if run.status().get("state") != "complete":
-        raise ContrastkitError(
-            f"Run {run.root} is not complete (state {run.status().get('state')!r}); resume it with --resume."
-        )
+    _check_complete(run)
     data = load_source(config)
     method = build_method(config, channels=data.channels, image_size=data.image_size)
     try:
@@ -255,6 +252,42 @@ def load_run(run_dir: str | Path) -> tuple[RunDir, Config, ContrastiveMethod, Im
             f"The weights in {run.model_path} do not match the run's config; the run directory was altered."
         ) from None
     return run, config, method, data
+
+
+def _check_complete(run: RunDir) -> None:
+    if run.status().get("state") != "complete":
+        raise ContrastkitError(
+            f"Run {run.root} is not complete (state {run.status().get('state')!r}); resume it with --resume."
+        )
+
+
+def embed_run(run_dir: str | Path, source: str) -> dict[str, np.ndarray]:
+    """A finished run's frozen features of both splits of ``source`` (and its labels)."""
+    run = RunDir(run_dir)
+    config = run.load_config()
+    loop = own_loop(config.method)
+    if loop is not None:
+        if not hasattr(loop, "embed_config"):
+            raise ContrastkitError(
+                f"Run {run.root} is a {config.method} run, which `embed` does not apply to new "
+                "data yet; its own test embeddings are in embeddings.npz."
+            )
+        _check_complete(run)
+        return loop.embed_config(config, run.load_model_state(), source)
+    _, config, method, _ = load_run(run_dir)
+    data = load_data(
+        source,
+        seed=config.data.split_seed,
+        test_fraction=config.data.test_fraction,
+        image_size=config.data.image_size,
+    )
+    arrays = {
+        "train_features": method.embed(data.x_train).numpy(),
+        "test_features": method.embed(data.x_test).numpy(),
+    }
+    if data.has_labels:
+        arrays |= {"train_labels": data.y_train.numpy(), "test_labels": data.y_test.numpy()}
+    return arrays
 
 
 def evaluate(
