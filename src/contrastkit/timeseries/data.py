@@ -32,6 +32,7 @@ from contrastkit.errors import ContrastkitError, did_you_mean, unknown_name
 __all__ = [
     "TimeSeriesData",
     "bundled_datasets",
+    "group_codes",
     "load_csv_series",
     "load_npz_series",
     "load_timeseries",
@@ -329,8 +330,8 @@ def timeseries_from_arrays(
     """
     xa = _as_series(x, "x", name)
     groups = {
-        "trial_ids": _group_ids(trial_ids, len(xa), "trial_ids", name),
-        "patient_ids": _group_ids(patient_ids, len(xa), "patient_ids", name),
+        "trial_ids": group_codes(trial_ids, len(xa), "trial_ids", name),
+        "patient_ids": group_codes(patient_ids, len(xa), "patient_ids", name),
     }
     if y_test is not None and x_test is None:
         raise ContrastkitError(f"{name!r} has y_test but no x_test; give both or neither.")
@@ -379,21 +380,20 @@ def timeseries_from_arrays(
     )
 
 
-def _group_ids(ids: object | None, n: int, what: str, where: str) -> np.ndarray | None:
-    """Integer codes of one id per series (any numbers or strings), or ``None``."""
+def group_codes(ids: object | None, n: int, what: str, where: str = "") -> np.ndarray | None:
+    """Integer codes ``0..G-1`` of one group id per series (numbers or strings), or ``None``."""
     if ids is None:
         return None
+    place = f" in {where!r}" if where else ""
     a = np.asarray(ids)
     if a.shape != (n,):
         raise ContrastkitError(
-            f"{what} in {where!r} has shape {tuple(a.shape)}; give one id per series of x ({n})."
+            f"{what}{place} has shape {tuple(a.shape)}; give one id per series of x ({n})."
         )
     if a.dtype.kind == "f" and np.isnan(a).any():
-        raise ContrastkitError(f"{what} in {where!r} has missing (NaN) ids; give every series one.")
+        raise ContrastkitError(f"{what}{place} has missing (NaN) ids; give every series one.")
     if a.dtype.kind not in "iufUSb":
-        raise ContrastkitError(
-            f"{what} in {where!r} must hold numbers or strings, got dtype {a.dtype}."
-        )
+        raise ContrastkitError(f"{what}{place} must hold numbers or strings, got dtype {a.dtype}.")
     return np.unique(a, return_inverse=True)[1].astype(np.int64)
 
 

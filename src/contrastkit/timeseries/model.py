@@ -31,6 +31,7 @@ from torch import Tensor
 
 from contrastkit.errors import ContrastkitError, unknown_name
 from contrastkit.timeseries.autotcl import AutoTCLAugmenter
+from contrastkit.timeseries.data import group_codes
 from contrastkit.timeseries.encoder import MASK_MODES, TSEncoder, instance_pool
 from contrastkit.timeseries.losses import (
     autotcl_global_loss,
@@ -287,8 +288,8 @@ class TS2Vec:
         """
         data = self._check_input(x, "x")
         ids = {
-            "trial": self._check_ids(trial_ids, len(data), "trial_ids"),
-            "patient": self._check_ids(patient_ids, len(data), "patient_ids"),
+            "trial": group_codes(trial_ids, len(data), "trial_ids"),
+            "patient": group_codes(patient_ids, len(data), "patient_ids"),
         }
         if self.method != "comet" and any(v is not None for v in ids.values()):
             raise ContrastkitError(
@@ -362,18 +363,6 @@ class TS2Vec:
                 f"{what} contains infinite values; replace them (NaN marks missing values)."
             )
         return a
-
-    @staticmethod
-    def _check_ids(ids: object, n: int, what: str) -> np.ndarray | None:
-        if ids is None:
-            return None
-        a = np.asarray(ids)
-        if a.shape != (n,):
-            raise ContrastkitError(
-                f"{what} must hold one id per series ({n}), got shape {a.shape}."
-            )
-        _, codes = np.unique(a.astype(str), return_inverse=True)
-        return codes.astype(np.int64)
 
     def _prepare(
         self, x: np.ndarray, ids: dict[str, np.ndarray | None]
