@@ -52,3 +52,32 @@ def test_table_and_merge_round_trip(ucr, tmp_path):
     again, bases, commands = ucr.load_previous(out)
     assert again == runs and commands == ["cmd one"] and bases["GunPoint"]["one_nn"] == 0.913
     assert ucr.load_previous(tmp_path / "missing.md") == ([], {}, [])
+
+
+def test_merge_only_replaces_a_stale_note(ucr, tmp_path, monkeypatch):
+    monkeypatch.setattr(ucr, "baselines", lambda dataset, threads: {"rescored": dataset})
+    monkeypatch.setattr(
+        ucr,
+        "write",
+        lambda path, runs, bases, commands, notes: seen.update(runs=runs, bases=bases, notes=notes),
+    )
+    seen: dict = {}
+    out = tmp_path / "ucr.md"
+    run = {"dataset": "GunPoint", "method": "ts2vec", "seed": 0}
+    raw = {"runs": [run], "baselines": {"GunPoint": {}}, "commands": ["a"]}
+    raw["notes"] = ["One seed so far.", "Kept."]
+    out.write_text(f"table\n{ucr.RAW_MARK}{ucr.json.dumps(raw)} -->\n")
+    ucr.main(
+        [
+            "--out",
+            str(out),
+            "--merge",
+            "--merge-only",
+            "--drop-note",
+            "One seed",
+            "--note",
+            "Three seeds.",
+        ]
+    )
+    assert seen["notes"] == ["Kept.", "Three seeds."]
+    assert seen["runs"] == raw["runs"] and seen["bases"] == {"GunPoint": {"rescored": "GunPoint"}}
