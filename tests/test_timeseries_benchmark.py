@@ -55,7 +55,8 @@ def test_table_and_merge_round_trip(ucr, tmp_path):
 
 
 def test_merge_only_replaces_a_stale_note(ucr, tmp_path, monkeypatch):
-    monkeypatch.setattr(ucr, "baselines", lambda dataset, threads: {"rescored": dataset})
+    rescored = {"one_nn": 0.9, "random_init": 0.8}
+    monkeypatch.setattr(ucr, "baselines", lambda dataset, threads: rescored)
     monkeypatch.setattr(
         ucr,
         "write",
@@ -80,4 +81,4 @@ def test_merge_only_replaces_a_stale_note(ucr, tmp_path, monkeypatch):
         ]
     )
     assert seen["notes"] == ["Kept.", "Three seeds."]
-    assert seen["runs"] == raw["runs"] and seen["bases"] == {"GunPoint": {"rescored": "GunPoint"}}
+    assert seen["runs"] == raw["runs"] and seen["bases"] == {"GunPoint": rescored}
