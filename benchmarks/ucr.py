@@ -141,6 +141,16 @@ def load_raw(path: Path) -> dict:
     return json.loads(match.group(1)) if match else {}
 
 
+def _elide_notes(command: str) -> str:
+    """``command`` with the text after each ``--note``/``--drop-note`` shortened to ``...``."""
+    words = shlex.split(command)
+    flags = ("--note", "--drop-note")
+    previous = ["", *words[:-1]]
+    return shlex.join(
+        ["..." if flag in flags else w for flag, w in zip(previous, words, strict=True)]
+    )
+
+
 def write(
     path: Path,
     runs: list[dict],
@@ -168,9 +178,9 @@ def write(
         f"Machine: {platform.machine()}, torch {torch.__version__}, CPU only, threads pinned "
         "per process (see the commands).",
         "",
-        "Commands:",
+        "Commands (note texts elided; they are the notes below):",
         "",
-        *[f"    {c}" for c in commands],
+        *[f"    {_elide_notes(c)}" for c in commands],
         "",
         "| dataset | train/test | length | ch | classes | 1-NN ED | 1-NN ED (issue) | "
         "1-NN ED (model input) | "

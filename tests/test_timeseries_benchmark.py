@@ -82,3 +82,11 @@ def test_merge_only_replaces_a_stale_note(ucr, tmp_path, monkeypatch):
     )
     assert seen["notes"] == ["Kept.", "Three seeds."]
     assert seen["runs"] == raw["runs"] and seen["bases"] == {"GunPoint": rescored}
+
+
+def test_commands_show_notes_elided(ucr):
+    command = "python benchmarks/ucr.py --merge-only --note 'a long note' --drop-note old"
+    assert (
+        ucr._elide_notes(command)
+        == "python benchmarks/ucr.py --merge-only --note ... --drop-note ..."
+    )
