@@ -139,6 +139,7 @@ def test_comet_augment_scales_each_pass_independently():
         ("ts2vec", {"scaling": -1}, "positive sigma"),
         ("ts2vec", "jitter", "list of view names"),
         ("autotcl", ["jitter"], "learns its own"),
+        ("autotcl", ["time_warp"], "learns its own"),
     ],
 )
 def test_bad_augment_is_refused(method, augment, message):

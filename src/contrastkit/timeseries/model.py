@@ -119,6 +119,10 @@ def _augment(value: object, method: str) -> dict[str, float]:
             f"augment must be a list of view names or a {{name: sigma}} dict, got {value!r}."
         )
     strengths = dict(value) if isinstance(value, dict) else {n: defaults.get(n) for n in value}
+    if strengths and method == "autotcl":
+        raise ContrastkitError(
+            "AutoTCL learns its own augmentation; drop augment or choose ts2vec or comet."
+        )
     for name, sigma in strengths.items():
         if name in MOVING_VIEWS:
             raise ContrastkitError(
@@ -129,10 +133,6 @@ def _augment(value: object, method: str) -> dict[str, float]:
             raise unknown_name("augment view", str(name), ALIGNED_VIEWS)
         if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 < sigma < 1e3:
             raise ContrastkitError(f"augment {name!r} needs a positive sigma, got {sigma!r}.")
-    if strengths and method == "autotcl":
-        raise ContrastkitError(
-            "AutoTCL learns its own augmentation; drop augment or choose ts2vec or comet."
-        )
     return {n: float(v) for n, v in strengths.items()}
 
 
