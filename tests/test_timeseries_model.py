@@ -136,7 +136,7 @@ def test_comet_augment_scales_each_pass_independently():
         ("ts2vec", ["permutation"], "moves time steps"),
         ("comet", {"time_warp": 0.2}, "moves time steps"),
         ("ts2vec", ["jiter"], "did you mean 'jitter'"),
-        ("ts2vec", {"scaling": -1}, "positive sigma"),
+        ("ts2vec", {"scaling": -1}, "augment.scaling must be a number > 0"),
         ("ts2vec", "jitter", "list of view names"),
         ("autotcl", ["jitter"], "learns its own"),
         ("autotcl", ["time_warp"], "learns its own"),

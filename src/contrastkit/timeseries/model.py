@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 
 from contrastkit.errors import ContrastkitError, unknown_name
+from contrastkit.options import check_number
 from contrastkit.timeseries.autotcl import AutoTCLAugmenter
 from contrastkit.timeseries.data import group_codes
 from contrastkit.timeseries.encoder import MASK_MODES, TSEncoder, instance_pool
@@ -131,8 +132,7 @@ def _augment(value: object, method: str) -> dict[str, float]:
             )
         if name not in ALIGNED_VIEWS:
             raise unknown_name("augment view", str(name), ALIGNED_VIEWS)
-        if isinstance(sigma, bool) or not isinstance(sigma, int | float) or not 0 < sigma < 1e3:
-            raise ContrastkitError(f"augment {name!r} needs a positive sigma, got {sigma!r}.")
+        check_number(f"augment.{name}", sigma, 0.0, math.inf, low_open=True)
     return {n: float(v) for n, v in strengths.items()}
 
 
