@@ -8,8 +8,9 @@ import torch
 
 from contrastkit.config import available_recipes, load_config
 from contrastkit.errors import ContrastkitError
-from contrastkit.methods.registry import build_method, build_objective
+from contrastkit.methods.registry import METHODS, build_method, build_objective
 from contrastkit.objectives import MoCoLoss
+from contrastkit.tasks import TASKS, ImageTask
 from contrastkit.train.loops import OWN_LOOPS
 
 IMAGES = torch.rand(16, 1, 8, 8)
@@ -20,7 +21,7 @@ def small(recipe: str, **overrides):
     return load_config(recipe, options)
 
 
-IMAGE_RECIPES = [r for r in available_recipes() if load_config(r).method not in OWN_LOOPS]
+IMAGE_RECIPES = [r for r in available_recipes() if load_config(r).method in METHODS]
 
 
 @pytest.mark.parametrize("recipe", IMAGE_RECIPES)
@@ -104,8 +105,8 @@ def test_multi_crop_views_and_predictor():
 
 
 @pytest.mark.parametrize("recipe", ["ts2vec", "clip", "whitenedcse"])
-def test_own_loop_recipes_are_not_image_methods(recipe):
-    with pytest.raises(ContrastkitError, match="trains in its own loop"):
+def test_other_tasks_methods_are_not_image_methods(recipe):
+    with pytest.raises(ContrastkitError, match="not an image method"):
         build_method(load_config(recipe), channels=1, image_size=8)
     own = {"ts2vec", "autotcl", "comet", "clip", "clip-gap", "clip-code", "convirt", "cocosoda"}
     assert own <= set(available_recipes()) - set(IMAGE_RECIPES)
@@ -121,12 +122,10 @@ def test_objective_options_are_checked_against_the_constructor():
     assert build_objective(small("dclw", **{"objective.temperature": 0.3})).temperature == 0.3
 
 
-def test_own_loops_name_every_method_of_those_packages():
-    from contrastkit.multimodal import METHODS as TWO_TOWER_METHODS
-    from contrastkit.timeseries.model import METHODS as TIMESERIES_METHODS
-
-    for methods, module in (
-        (TIMESERIES_METHODS, "contrastkit.timeseries.run"),
-        (TWO_TOWER_METHODS, "contrastkit.multimodal.run"),
-    ):
-        assert {OWN_LOOPS[m] for m in methods} == {module}
+def test_one_registry_names_every_recipe_method_once():
+    """``TASKS`` is built from each task's ``methods``: every recipe's method has one task, and
+    the image task trains exactly the image methods."""
+    assert {m for m, task in TASKS.items() if task is ImageTask} == set(METHODS)
+    for recipe in available_recipes():
+        method = load_config(recipe).method
+        assert (method in TASKS) != (method in OWN_LOOPS), recipe  # OWN_LOOPS: transitional

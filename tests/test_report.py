@@ -188,8 +188,10 @@ def test_report_without_the_model_uses_the_run_files(finished_run, tmp_path):
     config = yaml.safe_load((run / "config.yaml").read_text())
     config["data"]["source"] = "in-memory:arrays"  # the data cannot be reloaded
     (run / "config.yaml").write_text(yaml.safe_dump(config))
-    page = build_report(run, map_methods=["pca"])
-    assert "in-memory arrays" in page  # the reason is shown
+    assert "were not given" in build_report(run, map_methods=["pca"])
+    assert main(["report", str(run)]) == 0  # the CLI loads the run, and says why it cannot
+    page = (run / "report.html").read_text()
+    assert "in-memory data" in page  # the reason is shown
     assert {
         "fig-loss",
         "fig-spectrum",
@@ -208,14 +210,14 @@ def test_a_failed_report_never_fails_the_run(finished_run, tmp_path, monkeypatch
     run = tmp_path / "run"
     shutil.copytree(finished_run, run)
     before = (run / "report.html").read_bytes()
-    _, _, method, data = load_run(run)
+    _, task, method, data = load_run(run)
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk on fire")
 
     monkeypatch.setattr("contrastkit.report.write_report", broken)
     with pytest.warns(UserWarning, match="report could not be written.*disk on fire"):
-        write_report_safely(RunDir(run), method, data)
+        write_report_safely(RunDir(run), task, method, data)
     assert RunDir(run).status()["state"] == "complete"
     assert (run / "report.html").read_bytes() == before
     # a report that breaks half-way (after some figures) leaves the previous file intact

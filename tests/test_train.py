@@ -95,7 +95,7 @@ def test_python_api_on_in_memory_arrays(tmp_path):
     assert {"knn_accuracy", "linear_probe_accuracy"} <= set(result.metrics)
     assert result.embed(data.x_test[:5]).shape == (5, 128)
     assert RunDir(result.run_dir).load_config().data.source == "in-memory:arrays"
-    with pytest.raises(ck.ContrastkitError, match="in-memory arrays"):
+    with pytest.raises(ck.ContrastkitError, match="in-memory data"):
         load_run(result.run_dir)
 
 

@@ -75,13 +75,15 @@ class OptimConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9
     warmup_epochs: float = 1.0
-    min_lr_ratio: float = 0.0
+    warmup_steps: int | None = None  # replaces warmup_epochs when set (step budgets)
+    min_lr_ratio: float = 0.0  # 1.0 with no warm-up: a constant learning rate
 
 
 @dataclass
 class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 256
+    epochs: int | None = 30  # null: train.max_steps alone is the budget
+    max_steps: int | None = None  # optimiser steps per process; training stops at either budget
+    batch_size: int = 256  # per process
     accelerator: str = "auto"
     devices: int | str = 1
     strategy: str = (

@@ -38,7 +38,6 @@ from contrastkit.objectives.supervised import (
     SupConInstanceLoss,
     SupConLoss,
 )
-from contrastkit.train.loops import OWN_LOOPS
 from contrastkit.views import MultiCrop, MultiView, build_augmentation
 
 #: objective name → constructor (keyword options from the recipe)
@@ -125,20 +124,18 @@ def build_objective(config: Config) -> nn.Module:
 
 def needs_labels(config: Config) -> bool:
     """Whether training ``config`` needs labelled data (label positives or a label objective)."""
-    if config.method in OWN_LOOPS:  # trained in their own loops, without labels
+    if config.method not in METHODS:  # another task's method: it reads its own targets
         return False
     return positives_of(config) == "labels" or config.objective.name in LABEL_OBJECTIVES
 
 
 def positives_of(config: Config) -> Positives:
     """``objective.positives`` if set, else the method's own (:data:`METHODS`)."""
-    if config.method in OWN_LOOPS:
-        raise ContrastkitError(
-            f"{config.method!r} trains in its own loop ({OWN_LOOPS[config.method]}): train it "
-            "with contrastkit.fit (the `contrastkit fit` command), not build_method."
-        )
     if config.method not in METHODS:
-        raise unknown_name("method", config.method, [*METHODS, *OWN_LOOPS])
+        raise ContrastkitError(
+            f"{config.method!r} is not an image method of build_method; train it with "
+            "contrastkit.fit (the `contrastkit fit` command)."
+        )
     positives = config.objective.positives or METHODS[config.method]
     if positives not in ("views", "labels"):
         raise ContrastkitError(

@@ -78,16 +78,26 @@ def write_report(
     *,
     method: nn.Module | None = None,
     data: Any | None = None,
+    model_reason: str | None = None,
+    sections: list[Section] | None = None,
     out: str | Path | None = None,
     seed: int = 0,
     map_methods: list[str] | None = None,
 ) -> Path:
     """Write the report of ``run_dir`` to ``out`` (default ``RUN_DIR/report.html``) through a
-    temporary file and a rename; returns its path. ``method``/``data`` are the trained method and
-    its :class:`~contrastkit.data.ImageData` (loaded from the run when not given; the sections
-    that need them say so when they cannot be loaded). ``map_methods`` defaults to every
-    installed 2-D map method (PCA, t-SNE, UMAP)."""
-    page = build_report(run_dir, method=method, data=data, seed=seed, map_methods=map_methods)
+    temporary file and a rename; returns its path. ``method``/``data`` are the trained model and
+    its data (the sections that need them say ``model_reason`` when they are not given);
+    ``sections`` are the task's own, placed after the evaluation. ``map_methods`` defaults to
+    every installed 2-D map method (PCA, t-SNE, UMAP)."""
+    page = build_report(
+        run_dir,
+        method=method,
+        data=data,
+        model_reason=model_reason,
+        sections=sections,
+        seed=seed,
+        map_methods=map_methods,
+    )
     path = Path(out) if out is not None else Path(run_dir) / REPORT_NAME
     if path.suffix.lower() not in (".html", ".htm"):
         raise ContrastkitError(f"The report path {path} must end in .html.")
@@ -100,6 +110,8 @@ def build_report(
     *,
     method: nn.Module | None = None,
     data: Any | None = None,
+    model_reason: str | None = None,
+    sections: list[Section] | None = None,
     seed: int = 0,
     map_methods: list[str] | None = None,
 ) -> str:
@@ -116,15 +128,15 @@ def build_report(
     results = _read_json(run.results_path)
     metrics = _read_metrics(run.metrics_path)
     embeddings = _read_embeddings(run.embeddings_path)
-    model_reason = None
-    if method is None or data is None:
-        method, data, model_reason = _load_model(run, method, data)
+    if (method is None or data is None) and model_reason is None:
+        model_reason = "the trained model and its data were not given"
     threads = _get(config, "train", "num_threads")
     with _limited_threads(threads if isinstance(threads, int) and threads > 0 else None):
         report = _Report(
             run, config, status, results, metrics, embeddings, method, data, model_reason, seed
         )
-        sections = report.sections(map_methods or available_map_methods())
+        measured = report.sections(map_methods or available_map_methods())
+        measured[1:1] = sections or []
     checks = health_checks(report.m)
     method_name = config.get("method", "?")
     source = _get(config, "data", "source") or "?"
@@ -141,7 +153,7 @@ def build_report(
         checks=checks,
         verdict=overall(checks),
         thresholds_html=_thresholds_html(),
-        sections=sections,
+        sections=measured,
         config_text=config_text,
     )
 
@@ -727,19 +739,6 @@ def _pick_queries(labels: np.ndarray | None, n: int, seed: int) -> np.ndarray:
         if len(picked) == NEIGHBOUR_QUERIES:
             break
     return np.array(sorted(picked, key=lambda i: labels[i]))
-
-
-def _load_model(run: RunDir, method: Any, data: Any) -> tuple[Any, Any, str | None]:
-    from contrastkit.train.run import load_run
-
-    try:
-        _, _, loaded_method, loaded_data = load_run(run.root)
-    except ContrastkitError as error:
-        return method, data, str(error).rstrip(".")
-    except Exception as error:  # a config from another version, a changed architecture
-        return method, data, f"the run could not be loaded ({type(error).__name__}: {error})"
-    method = loaded_method if method is None else method
-    return method, loaded_data if data is None else data, None
 
 
 def _has_labels(data: Any) -> bool:

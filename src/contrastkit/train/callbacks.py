@@ -25,7 +25,7 @@ HISTOGRAM_BINS = 40
 
 
 class ScoreStatistics(L.Callback):
-    """After every training step, reads ``pl_module.method.last_step`` (the step's detached
+    """After every training step, reads ``pl_module.model.last_step`` (the step's detached
     embeddings ``[V·B, D]``, or ``[V·B, C, D]`` of which head 0 is used, and its
     :class:`~contrastkit.functional.pairs.Pairs`) and
 
@@ -72,7 +72,7 @@ class ScoreStatistics(L.Callback):
         step = trainer.global_step
         if step % self.every_n_steps:
             return
-        last = getattr(getattr(pl_module, "method", None), "last_step", None)
+        last = getattr(getattr(pl_module, "model", None), "last_step", None)
         if last is None:
             return
         embeddings, pairs = last

@@ -173,9 +173,16 @@ def _labelled(config: Config, use_labels: bool) -> tuple[Config, ImageData | Non
     data is loaded here and must be labelled (before a run directory exists); ``--labels``
     turns the recipe supervised (:func:`~contrastkit.methods.registry.with_labels`). ``data`` is
     ``None`` when ``fit`` should load it itself."""
-    from contrastkit.methods.registry import needs_labels, with_labels
-    from contrastkit.train.run import load_source
+    from contrastkit.methods.registry import METHODS, needs_labels, with_labels
+    from contrastkit.tasks.image import load_source
 
+    if config.method not in METHODS:  # other tasks read their own targets
+        if use_labels:
+            raise ContrastkitError(
+                f"--labels applies to image methods; {config.method} recipes set their own "
+                "targets, so drop the flag."
+            )
+        return config, None
     if not (use_labels or needs_labels(config)):
         return config, None
     data = load_source(config)
@@ -194,9 +201,9 @@ def _labelled(config: Config, use_labels: bool) -> tuple[Config, ImageData | Non
 def _eval(args: argparse.Namespace) -> int:
     from contrastkit.train.run import evaluate_into, load_run
 
-    run, config, method, data = load_run(args.run_dir)
+    run, task, model, data = load_run(args.run_dir)
     results = json.loads(run.results_path.read_text()) if run.results_path.is_file() else {}
-    results.update(evaluate_into(run, method, data, config.eval))
+    results.update(evaluate_into(run, task, model, data))
     run.save_results(results)
     if args.json:
         print(json.dumps(results, indent=2))
@@ -220,10 +227,21 @@ def _embed(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from contrastkit.report import write_report
-    from contrastkit.train.run import quiet_lightning
+    from contrastkit.train.run import load_run, quiet_lightning
 
     quiet_lightning()
-    path = write_report(args.run_dir, out=args.out)
+    model = data = reason = None
+    sections: list = []
+    try:
+        _, task, model, data = load_run(args.run_dir)
+        sections = task.report_sections(model, data)
+    except ContrastkitError as error:  # the report is still written, without the model's parts
+        reason = str(error).rstrip(".")
+    except Exception as error:  # a config from another version, a changed architecture
+        reason = f"the run could not be loaded ({type(error).__name__}: {error})"
+    path = write_report(
+        args.run_dir, method=model, data=data, model_reason=reason, sections=sections, out=args.out
+    )
     print(f"wrote {path}")
     return 0
 
