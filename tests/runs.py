@@ -79,7 +79,11 @@ def interrupt_and_resume(out: Path, recipe: str, *overrides: str, timeout: float
     deadline = time.time() + timeout
     while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
         time.sleep(0.02)
-    assert process.poll() is None, "the run ended before its first checkpoint: give it more epochs"
+    if process.poll() is not None:
+        raise AssertionError(
+            "the run ended before its first checkpoint (give it more epochs): "
+            + process.communicate()[1][-3000:]
+        )
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=timeout)
     assert process.returncode == 2, err[-3000:]

@@ -99,7 +99,7 @@ def test_unknown_backbone_suggests_closest(name: str, suggestion: str) -> None:
 @pytest.mark.parametrize(
     ("name", "kwargs", "match"),
     [
-        ("small-cnn", {"depth": 4}, "only the options width and pool"),
+        ("small-cnn", {"depth": 4}, "only the options width, pool and batch_norm"),
         ("small-cnn", {"width": 0}, "width"),
         ("resnet18-cifar", {"width": 2}, "no options"),
         ("small-cnn", {"in_channels": 0}, "in_channels"),

@@ -461,16 +461,16 @@ def test_diagnose_rejects_bad_files(tmp_path, capsys, content, phrase):
 
 # -- the score-statistics callback ------------------------------------------------------------
 class _Toy(L.LightningModule):
-    """Sets ``method.last_step`` like LitMethod does, with fixed embeddings."""
+    """Sets ``model.last_step`` like the image model does, with fixed embeddings."""
 
     def __init__(self, embeddings: torch.Tensor, pairs: Pairs) -> None:
         super().__init__()
         self.weight = torch.nn.Parameter(torch.zeros(1))
-        self.method = SimpleNamespace(last_step=None)
+        self.model = SimpleNamespace(last_step=None)
         self.fixed = (embeddings, pairs)
 
     def training_step(self, batch, batch_idx):
-        self.method.last_step = self.fixed
+        self.model.last_step = self.fixed
         return (self.weight * batch[0]).sum()
 
     def configure_optimizers(self):

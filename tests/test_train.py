@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import runs
 import torch
 
 import contrastkit as ck
@@ -268,3 +269,52 @@ def test_two_process_ddp_run_on_cpu(tmp_path, extra):
         rows = [r for r in csv.DictReader(f) if r.get("lr")]
     assert int(rows[-1]["step"]) < 11  # 718 samples per rank / 128 = 5 steps per epoch per rank
     assert float(rows[-1]["lr"]) < 0.2 * run.load_config().optim.lr  # the cosine reached its tail
+
+
+# -- the one training path, for the image family (every other family's tests do the same) -----
+TINY = ["--data", "digits", "train.batch_size=64", "eval.linear_probe=false"]
+
+
+def test_ctrl_c_then_resume_equals_the_uninterrupted_run(tmp_path):
+    """SIGINT after the first checkpoint marks the run interrupted; ``--resume`` continues from
+    the checkpoint with its random states (views, data order), so every epoch is logged once
+    and the final weights equal those of the same run trained in one go."""
+    budget = [*TINY, "train.epochs=4", "eval.report=false"]
+    resumed = runs.interrupt_and_resume(tmp_path / "resumed", "simclr", *budget)
+    whole = runs.fit_process(tmp_path / "whole", "simclr", *budget)
+    assert sorted(runs.epochs_logged(resumed.root)) == runs.epochs_logged(resumed.root) == [0, 1, 2, 3]
+    runs.assert_same_weights(resumed.root, whole.root)
+
+
+def test_two_processes_take_the_same_step_as_one_process_on_the_global_batch(tmp_path):
+    """One optimiser step of 2 gloo ranks × 32 samples equals 1 process × 64: the sampler gives
+    the two ranks the two halves of the same global batch, the loss sees every rank's candidates
+    (gathered with gradient); the views are the identity (random augmentations are drawn per
+    rank, so they would differ from the single process's) and the model has no BatchNorm (its
+    statistics are per rank; torch's SyncBatchNorm has no CPU implementation). SGD, not Adam:
+    Adam's first step is ≈ lr·sign(g), which turns float noise in near-zero gradients into
+    full-size differences."""
+    same = [
+        "--data",
+        "digits",
+        "views.recipe=none",
+        "model.backbone_options={batch_norm: false}",
+        "model.head_layers=1",
+        "optim.name=sgd",
+    ]
+    step = [*same, "train.epochs=null", "train.max_steps=1", "eval.report=false"]
+    one = runs.fit_process(tmp_path / "one", "simclr", *step, "train.batch_size=64")
+    two = runs.fit_ddp(tmp_path / "two", "simclr", *step, "train.batch_size=32")
+    runs.assert_same_weights(one.root, two.root, atol=2e-6, rtol=1e-4)
+    assert RunDir(two.root).status()["steps"] == 1
+
+
+def test_optim_lr_and_bf16_change_what_runs(tmp_path):
+    step = [*TINY, "train.epochs=null", "train.max_steps=2", "eval.report=false"]
+    base = runs.fit_process(tmp_path / "base", "simclr", *step)
+    for name, option in (("lr", "optim.lr=0.01"), ("bf16", "train.precision=bf16-mixed")):
+        changed = runs.fit_process(tmp_path / name, "simclr", *step, option)
+        runs.assert_weights_changed(changed.root, base.root)
+    with open(tmp_path / "lr" / "metrics.csv") as f:
+        lrs = [float(r["lr"]) for r in csv.DictReader(f) if r.get("lr")]
+    assert max(lrs) <= 0.01 and max(lrs) > 0.001  # the schedule runs from optim.lr

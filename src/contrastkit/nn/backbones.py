@@ -35,7 +35,8 @@ _BUILTIN = ("small-cnn", "resnet18-cifar")
 
 class SmallCNN(nn.Sequential):
     """Three conv3×3-BN-ReLU blocks of widths (w, 2w, 4w), then average pooling to a
-    ``pool × pool`` grid (``pool=1``: global average pooling).
+    ``pool × pool`` grid (``pool=1``: global average pooling); ``batch_norm=False`` drops the
+    BatchNorms (the convolutions get biases), so a sample's features do not depend on its batch.
 
     A 2×2 max-pool follows a block only while the result stays at least 4×4, so 8×8 inputs pool
     once (8→4), 28×28 twice (28→14→7) and 32×32 three times (32→16→8→4). Output: ``[B, 4w]``
@@ -44,15 +45,22 @@ class SmallCNN(nn.Sequential):
     on one CPU thread).
     """
 
-    def __init__(self, in_channels: int, image_size: int, width: int = 32, pool: int = 1) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        image_size: int,
+        width: int = 32,
+        pool: int = 1,
+        batch_norm: bool = True,
+    ) -> None:
         _check_positive_int("width", width)
         _check_positive_int("pool", pool)
         layers: list[nn.Module] = []
         size, channels = image_size, in_channels
         for out_channels in (width, 2 * width, 4 * width):
             layers += [
-                nn.Conv2d(channels, out_channels, 3, padding=1, bias=False),
-                nn.BatchNorm2d(out_channels),
+                nn.Conv2d(channels, out_channels, 3, padding=1, bias=not batch_norm),
+                *([nn.BatchNorm2d(out_channels)] if batch_norm else []),
                 nn.ReLU(inplace=True),
             ]
             if size // 2 >= 4:
@@ -208,7 +216,8 @@ def build_backbone(
 ) -> tuple[nn.Module, int]:
     """Build an encoder mapping ``[B, in_channels, image_size, image_size]`` → ``[B, F]``; returns it and F.
 
-    ``options``: ``width`` and ``pool`` for ``"small-cnn"`` (defaults 32 and 1, F = 4·width·pool²); for ``"torchvision:NAME"``
+    ``options``: ``width``, ``pool`` and ``batch_norm`` for ``"small-cnn"`` (defaults 32, 1 and
+    true; F = 4·width·pool²); for ``"torchvision:NAME"``
     they are passed to ``torchvision.models.get_model`` (e.g. ``image_size=32`` for ViTs);
     ``"resnet18-cifar"`` takes none. Weights are random (no downloads). F is checked by a dry
     forward at ``image_size``, so a model that cannot handle that size fails here, not in training.
@@ -218,11 +227,14 @@ def build_backbone(
     _check_positive_int("in_channels", in_channels)
     _check_positive_int("image_size", image_size)
     if name == "small-cnn":
-        unknown = set(options) - {"width", "pool"}
+        unknown = set(options) - {"width", "pool", "batch_norm"}
         if unknown:
             raise ContrastkitError(
-                f"Backbone 'small-cnn' takes only the options width and pool, got {sorted(unknown)}."
+                "Backbone 'small-cnn' takes only the options width, pool and batch_norm, got "
+                f"{sorted(unknown)}."
             )
+        if not isinstance(options.get("batch_norm", True), bool):
+            raise ContrastkitError("Backbone option batch_norm must be true or false.")
         module: nn.Module = SmallCNN(in_channels, image_size, **options)
     elif name == "resnet18-cifar":
         if options:

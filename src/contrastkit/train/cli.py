@@ -22,7 +22,13 @@ USAGE_ERROR = 2
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    # overrides may come before, between or after the options (argparse alone takes one run
+    # of positionals, so `fit a=1 --data digits b=2` would leave `b=2` unparsed)
+    args, extra = parser.parse_known_args(argv)
+    unknown = [e for e in extra if e.startswith("-") or "=" not in e or args.run is not _fit]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.overrides = [*args.overrides, *extra]
     try:
         return args.run(args)
     except ContrastkitError as error:

@@ -45,13 +45,14 @@ class LitTask(L.LightningModule):
             )
         self.automatic_optimization = self.grad_cache_chunk is None and not task.manual_optimization
         self._no_sync = None
+        self._train_dataset: Any = None
 
     # -- data ----------------------------------------------------------------------------------
     def train_dataloader(self) -> DataLoader:
         """The task's samples, sharded over processes by one seeded permutation per epoch
         (the same order for any number of processes, so an epoch's global batches are the
         same; Lightning sets the epoch, so a resumed run replays the same order)."""
-        dataset = self.task.train_dataset(self._data)
+        dataset = self._dataset()
         world, rank = self.trainer.world_size, self.trainer.global_rank
         batch_size = self.config.train.batch_size  # per process; fit checked it fits the data
         sampler = DistributedSampler(
@@ -69,6 +70,16 @@ class LitTask(L.LightningModule):
             drop_last=self.task.drop_last,
             collate_fn=self.task.collate,
         )
+
+    def _dataset(self) -> Any:
+        if self._train_dataset is None:
+            self._train_dataset = self.task.train_dataset(self._data)
+        return self._train_dataset
+
+    def batches_per_epoch(self) -> int:
+        """Batches each process trains per epoch (known before Lightning sets up the loader)."""
+        world = self.trainer.world_size
+        return max(len(self._dataset()) // world // self.config.train.batch_size, 1)
 
     # -- steps ---------------------------------------------------------------------------------
     def step_info(self) -> Step:
@@ -154,8 +165,7 @@ class LitTask(L.LightningModule):
         if optim.warmup_steps is not None:
             warmup_steps = min(optim.warmup_steps, total_steps)
         else:
-            per_epoch = max(int(self.trainer.num_training_batches), 1)
-            warmup_steps = min(round(optim.warmup_epochs * per_epoch), total_steps)
+            warmup_steps = min(round(optim.warmup_epochs * self.batches_per_epoch()), total_steps)
         schedules = [
             {
                 "scheduler": cosine_with_warmup(

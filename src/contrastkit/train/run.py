@@ -131,6 +131,7 @@ def fit(
         strategy=ddp_strategy(train.strategy, task.may_skip_parameters(model)),
         num_nodes=train.num_nodes,
         precision=train.precision,
+        sync_batchnorm=train.sync_batchnorm,
         logger=CSVLogger(run.root, name="logs"),  # one version_N folder per (re)start
         callbacks=[
             AtomicLastCheckpoint(run.checkpoint_path),
@@ -139,7 +140,7 @@ def fit(
         enable_checkpointing=False,
         enable_progress_bar=train.progress_bar,
         enable_model_summary=False,
-        log_every_n_steps=max(1, min(50, batches)),
+        log_every_n_steps=max(1, min(50, batches, train.max_steps or batches)),
         num_sanity_val_steps=0,
         use_distributed_sampler=False,  # LitTask shards the data itself (seeded, same for resume)
     )
@@ -322,6 +323,12 @@ def _check_train_config(config: Config) -> None:
         (
             train.grad_cache_chunk is None or train.grad_cache_chunk >= 1,
             "train.grad_cache_chunk must be at least 1",
+        ),
+        (
+            not train.sync_batchnorm
+            or (torch.cuda.is_available() and train.accelerator in ("auto", "gpu", "cuda")),
+            "train.sync_batchnorm needs GPUs (torch's SyncBatchNorm has no CPU implementation); "
+            "unset it on CPU",
         ),
         (
             config.optim.warmup_steps is None or config.optim.warmup_steps >= 0,
