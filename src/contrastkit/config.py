@@ -91,6 +91,8 @@ class TrainConfig:
     )
     num_nodes: int = 1
     precision: str = "32-true"
+    # BatchNorm statistics over the global batch under DDP (SimCLR's global BN; Chen et al. 2020 §3)
+    sync_batchnorm: bool = False
     num_threads: int | None = None
     grad_cache_chunk: int | None = None  # views per chunk: GradCache, one chunk's activation memory
     progress_bar: bool = True
