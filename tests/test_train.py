@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -198,21 +197,7 @@ def test_corrupt_checkpoint_gets_a_clear_error(tmp_path, capsys):
 
 def fit_command(out: Path, epochs: str, *overrides: str) -> list[str]:
     """``contrastkit fit`` on digits as a separate process."""
-    return [
-        sys.executable,
-        "-m",
-        "contrastkit.train.cli",
-        "fit",
-        "--out",
-        str(out),
-        "--threads",
-        "1",
-        "--no-progress",
-        "--epochs",
-        epochs,
-        "train.batch_size=128",
-        *overrides,
-    ]
+    return runs.fit_command(out, "simclr", "--epochs", epochs, "train.batch_size=128", *overrides)
 
 
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, capsys):
