@@ -10,9 +10,9 @@ import subprocess
 import time
 from pathlib import Path
 
+import fit_runs as runs
 import numpy as np
 import pytest
-import runs
 import torch
 
 import contrastkit as ck
