@@ -3,9 +3,11 @@
     python benchmarks/ucr.py --datasets GunPoint --methods ts2vec --seeds 0 --iters 20
     python benchmarks/ucr.py --threads 1 --jobs 2          # the full table, 3 seeds
 
-Each (dataset, method, seed) trains on the official train split (default length: TS2Vec's 200
-iterations, 600 above 100,000 values), encodes both splits with the averaged encoder, and scores
-an RBF SVM (C by 5-fold CV) on the test split — the final iteration, no model selection. Next to
+Each (dataset, method, seed) trains through ``contrastkit.fit`` with the method's recipe (plus
+the variant's overrides) on the official train split (default length: TS2Vec's 200 iterations,
+600 above 100,000 values, as ``train.max_steps``), encodes both splits with the averaged encoder,
+and scores an RBF SVM (C by 5-fold CV) on the test split — the final iteration, no model
+selection. Next to
 it: raw-input 1-NN Euclidean and the same encoder at random init (+ SVM), computed in the same
 run, and the TS2Vec paper's accuracies as quoted in the project's issue #7.
 
@@ -22,6 +24,7 @@ import re
 import shlex
 import statistics
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -47,11 +50,12 @@ METHODS = (
     "autotcl-infots",
     "ts2vec-jitter-scaling",
 )
-#: benchmark variants: (method, options). ``autotcl-dot``: AutoTCL with raw dot products in the
-#: global InfoNCE, as InfoTS (the authors' classification code) instead of the spec's cosine;
-#: ``autotcl-infots``: AutoTCL's learned views with InfoTS's whole encoder loss (dot-product
-#: NT-Xent over both views + 1 × unnormalised local loss over 8 segments, ``infots.py::fit``);
-#: ``ts2vec-jitter-scaling``: TS2Vec with Um et al.'s jitter and scaling on each crop
+#: benchmark variants: (recipe, config overrides). ``autotcl``: the spec's cosine in the global
+#: InfoNCE (the official forecasting code); ``autotcl-dot``: the recipe's raw dot products, as
+#: InfoTS (the authors' classification code); ``autotcl-infots``: AutoTCL's learned views with
+#: InfoTS's whole encoder loss (dot-product NT-Xent over both views + 1 × unnormalised local
+#: loss over 8 segments, ``infots.py::fit``); ``ts2vec-jitter-scaling``: TS2Vec with Um et al.'s
+#: jitter and scaling on each crop. ``ts2vec`` and ``comet`` are their recipes.
 INFOTS = {
     "global_normalize": False,
     "global_intra_view": True,
@@ -60,9 +64,10 @@ INFOTS = {
     "local_segments": 8,
 }
 VARIANTS = {
-    "autotcl-dot": ("autotcl", {"autotcl": {"global_normalize": False}}),
-    "autotcl-infots": ("autotcl", {"autotcl": INFOTS}),
-    "ts2vec-jitter-scaling": ("ts2vec", {"augment": {"jitter": 0.03, "scaling": 0.1}}),
+    "autotcl": ("autotcl", {"timeseries.autotcl.global_normalize": True}),
+    "autotcl-dot": ("autotcl", {}),
+    "autotcl-infots": ("autotcl", {f"timeseries.autotcl.{k}": v for k, v in INFOTS.items()}),
+    "ts2vec-jitter-scaling": ("ts2vec", {"timeseries.augment": {"jitter": 0.03, "scaling": 0.1}}),
 }
 #: raw 1-NN Euclidean test accuracy quoted in issue #7 / DATA.md
 ISSUE_1NN = {
@@ -79,14 +84,39 @@ RAW_MARK = "<!-- raw-runs: "
 
 
 def run_one(dataset: str, method: str, seed: int, iters: int | None, threads: int, batch: int):
-    """Train and score one (dataset, method, seed); runs in a worker process."""
-    torch.set_num_threads(threads)
-    from contrastkit.timeseries import fit_evaluate, load_timeseries
+    """Train and score one (dataset, method, seed) with ``contrastkit.fit``; runs in a worker
+    process (the run directory is temporary: the row keeps what the table needs)."""
+    import contrastkit as ck
+    from contrastkit.timeseries import default_iters, load_timeseries
+    from contrastkit.train.run import quiet_lightning
 
+    quiet_lightning()
     data = load_timeseries(f"ucr:{dataset}")
-    base, options = VARIANTS.get(method, (method, {}))
-    result = fit_evaluate(data, method=base, seed=seed, n_iters=iters, batch_size=batch, **options)
-    row = {"dataset": dataset, **result.metrics(), "method": method}
+    recipe, options = VARIANTS.get(method, (method, {}))
+    steps = default_iters(data.x_train) if iters is None else iters
+    config = ck.load_config(
+        recipe,
+        {
+            "data.source": data.name,
+            "seed": seed,
+            "train.max_steps": steps,
+            "train.batch_size": batch,
+            "train.num_threads": threads,
+            "train.progress_bar": False,
+            "eval.report": False,
+            **options,
+        },
+    )
+    with tempfile.TemporaryDirectory() as out:
+        metrics = ck.fit(config, data=data, out=Path(out) / "run").metrics
+    row = {
+        "dataset": dataset,
+        "method": method,
+        "seed": seed,
+        "svm_accuracy": metrics["svm_accuracy"],
+        "n_iters": steps,
+        "train_seconds": metrics["train_seconds"],
+    }
     print(
         f"{dataset:>22} {method:>8} seed {seed}: acc {row['svm_accuracy']:.4f} "
         f"({row['n_iters']} it, {row['train_seconds']:.0f}s train)",
@@ -99,10 +129,12 @@ def baselines(dataset: str, threads: int) -> dict:
     """1-NN Euclidean on the z-normalised series (the archives' ED baseline) and a random-init
     TS2Vec encoder + SVM (seed 0)."""
     torch.set_num_threads(threads)
+    from contrastkit import load_config
     from contrastkit.timeseries import TS2Vec, load_timeseries, one_nn_accuracy, svm_accuracy
 
     data = load_timeseries(f"ucr:{dataset}")
-    model = TS2Vec(data.channels, seed=0)
+    torch.manual_seed(0)  # the initial weights of seed 0's runs (fit seeds before building)
+    model = TS2Vec(data.channels, "ts2vec", load_config("ts2vec").timeseries)
     random_init = svm_accuracy(
         model.encode(data.x_train), data.y_train, model.encode(data.x_test), data.y_test
     )

@@ -15,6 +15,7 @@ from contrastkit.timeseries.losses import (
     autotcl_local_loss,
     comet_level_loss,
     hierarchical_contrastive_loss,
+    hierarchical_terms,
     id_contrastive_loss,
     instance_contrastive_loss,
     mask_size_penalty,
@@ -111,6 +112,21 @@ def test_hierarchical_matches_naive(alpha, unit, t):
     slow = naive_hierarchical(z1, z2, alpha, unit)
     assert fast.item() == pytest.approx(slow.item(), rel=1e-10)
     torch.testing.assert_close(torch.autograd.grad(fast, z1)[0], torch.autograd.grad(slow, z1)[0])
+
+
+def test_hierarchical_terms_split_the_loss_and_contrast_series_across_the_whole_batch():
+    """The instance part over a larger batch (every process's series) is the instance part of
+    the loss of that batch; the temporal part stays the mean over this process's series."""
+    g = torch.Generator().manual_seed(2)
+    z1, z2 = (torch.randn(6, 7, 3, generator=g, dtype=torch.float64) for _ in range(2))
+    instance, temporal = hierarchical_terms(z1, z2, 0.4, 1)
+    assert (instance + temporal).item() == pytest.approx(
+        hierarchical_contrastive_loss(z1, z2, 0.4, 1).item(), rel=1e-12
+    )
+    local, everywhere = (z1[:2], z2[:2]), (z1, z2)
+    inst_all, temp_local = hierarchical_terms(*local, 0.4, 1, everywhere=everywhere)
+    assert inst_all.item() == pytest.approx(instance.item(), rel=1e-12)
+    assert temp_local.item() == pytest.approx(hierarchical_terms(*local, 0.4, 1)[1].item())
 
 
 def test_level_count_and_alpha_limits():

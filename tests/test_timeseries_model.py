@@ -1,21 +1,27 @@
-"""The sklearn-like TS2Vec/AutoTCL/COMET model, the SVM protocol and the 1-NN baseline."""
+"""The TS2Vec/AutoTCL/COMET module and tasks (losses, weight average, trial groups, the two
+AutoTCL steps, sharded draws and the uneven gather), the SVM protocol and the 1-NN baseline."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
+from gloo import run_on_ranks
 
+from contrastkit.config import COMETConfig, TimeSeriesConfig, load_config
 from contrastkit.errors import ContrastkitError
-from contrastkit.timeseries import TS2Vec, fit_evaluate, fit_svm, one_nn_accuracy, svm_accuracy
+from contrastkit.tasks import Step, build_task
+from contrastkit.timeseries import TS2Vec, fit_svm, one_nn_accuracy, svm_accuracy
 from contrastkit.timeseries.data import timeseries_from_arrays
 from contrastkit.timeseries.losses import comet_level_loss, id_contrastive_loss
-from contrastkit.timeseries.model import COMETOptions, _centerize
+from contrastkit.timeseries.model import SeriesGroups, _centerize, _Everywhere, collate_groups
+from contrastkit.timeseries.views import Shard, binomial_mask, random_crops
 
 torch.set_num_threads(1)
-SMALL = dict(output_dims=16, hidden_dims=8, depth=2)
+SMALL = TimeSeriesConfig(output_dims=16, hidden_dims=8, depth=2)
 
 
 def toy(n: int = 16, length: int = 24, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -25,91 +31,115 @@ def toy(n: int = 16, length: int = 24, channels: int = 1, seed: int = 0) -> np.n
     return (np.sin(freq * t) + 0.1 * rng.normal(size=(n, channels, length))).astype(np.float32)
 
 
-@pytest.mark.parametrize("method", ["ts2vec", "autotcl", "comet"])
-def test_fit_encode_is_seeded_and_shaped(method):
-    x = toy()
-    a = TS2Vec(1, method=method, seed=3, batch_size=4, **SMALL)
-    losses = a.fit(x, n_iters=3)
-    assert len(losses) == 3 and a.n_iters == 3 and all(np.isfinite(losses))
-    b = TS2Vec(1, method=method, seed=3, batch_size=4, **SMALL)
-    b.fit(x, n_iters=3)
-    np.testing.assert_array_equal(a.encode(x), b.encode(x))
-    assert a.encode(x).shape == (16, 16)
-    assert a.encode(x[:2], pooling="timestamp").shape == (2, 24, 16)
-    c = TS2Vec(1, method=method, seed=4, batch_size=4, **SMALL)
-    c.fit(x, n_iters=3)
-    assert not np.allclose(a.encode(x), c.encode(x))
+def batch(x: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(x).transpose(1, 2).contiguous()
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def options(**changes) -> TimeSeriesConfig:
+    return dataclasses.replace(SMALL, **changes)
+
+
+LOGGED = {
+    "ts2vec": {"instance", "temporal"},
+    "autotcl": {"global", "local"},
+    "comet": {"sample", "observation"},
+}
+
+
+def test_losses_are_finite_seeded_and_reach_the_encoder():
+    x = batch(toy())
+    for method in ("ts2vec", "autotcl", "comet"):
+        torch.manual_seed(0)
+        model = TS2Vec(1, method, options(dropout=0.0))
+        losses = {
+            "ts2vec": lambda g, m=model: m.ts2vec_loss(x, g),
+            "autotcl": lambda g, m=model: m.autotcl_encoder_loss(x, g),
+            "comet": lambda g, m=model: m.comet_loss(x, {}, g),
+        }[method]
+        a, b = losses(gen(1)), losses(gen(1))
+        assert torch.isfinite(a) and a.item() == b.item()  # the generator fixes every draw
+        assert losses(gen(2)).item() != a.item()
+        a.backward()
+        assert all(p.grad is not None for p in model.encoder.parameters())
+        assert all(p.grad is None for p in model.net.parameters())  # the average is not trained
+        assert set(model.logged) == LOGGED[method]
 
 
 def test_encode_uses_the_weight_average():
     x = toy()
-    model = TS2Vec(1, seed=0, batch_size=4, **SMALL)
+    model = TS2Vec(1, "ts2vec", SMALL)
     before = model.encode(x)
-    snapshots = [[p.detach().clone() for p in model._net.parameters()]]
-    for _ in range(2):
-        model.fit(x, n_iters=1)
-        snapshots.append([p.detach().clone() for p in model._net.parameters()])
+    assert before.shape == (16, 16)
+    assert model.encode(x[:2], pooling="timestamp").shape == (2, 24, 16)
+    optimizer = torch.optim.SGD(model.encoder.parameters(), lr=0.1)
+    snapshots = [[p.detach().clone() for p in model.encoder.parameters()]]
+    for seed in range(2):
+        optimizer.zero_grad()
+        model.ts2vec_loss(batch(x), gen(seed)).backward()
+        optimizer.step()
+        model.update_average()
+        snapshots.append([p.detach().clone() for p in model.encoder.parameters()])
     # AveragedModel holds the equal-weight mean of the initial and the two updated weights
-    for i, avg in enumerate(model.net.module.parameters()):
-        torch.testing.assert_close(avg, sum(s[i] for s in snapshots) / 3)
+    for i, average in enumerate(model.net.module.parameters()):
+        torch.testing.assert_close(average, sum(s[i] for s in snapshots) / 3)
     assert not np.allclose(before, model.encode(x))
-
-
-def test_epochs_and_batches():
-    x = toy(n=10)
-    model = TS2Vec(1, seed=0, batch_size=4, **SMALL)
-    model.fit(x, n_epochs=2)  # drop_last: 2 batches per epoch
-    assert model.n_epochs == 2 and model.n_iters == 4
-    comet = TS2Vec(1, method="comet", seed=0, batch_size=4, **SMALL)
-    comet.fit(x, n_epochs=1)  # COMET keeps the last partial batch
-    assert comet.n_iters == 3
+    with pytest.raises(ContrastkitError, match="trained on 1"):
+        model.encode(toy(channels=2))
 
 
 def test_comet_skips_missing_levels_and_uses_ids():
-    x = torch.from_numpy(toy(n=8)).transpose(1, 2)
-    model = TS2Vec(
-        1, method="comet", seed=0, batch_size=8, comet={"masks": ["all_true"] * 4}, **SMALL
-    )
-    model._net.repr_dropout.p = 0.0  # with all_true masks every pass is now deterministic
-    z = model._net(x, mask="all_true")
+    x = batch(toy(n=8))
+    masks = ["all_true"] * 4
+    model = TS2Vec(1, "comet", options(dropout=0.0, comet=COMETConfig(masks=masks)))
+    z = model.encoder(x, mask="all_true")  # all_true masks, no dropout: every pass is the same
     want = 0.25 * comet_level_loss(z, z, "sample") + 0.25 * comet_level_loss(z, z, "observation")
-    got = model._comet_loss(x, {"trial": None, "patient": None})
-    assert got.item() == pytest.approx(want.item(), rel=1e-6)
+    assert model.comet_loss(x, {}, gen()).item() == pytest.approx(want.item(), rel=1e-6)
     trials = torch.tensor([0, 0, 1, 1, 2, 2, 3, 3])
     trial_term = id_contrastive_loss(z, z, trials)
-    with_ids = model._comet_loss(x, {"trial": trials, "patient": None})
+    with_ids = model.comet_loss(x, {"trial": trials}, gen())
     # as coded, the trial factor only switches the level on: + 1 × L_R
     assert with_ids.item() == pytest.approx((want + trial_term).item(), rel=1e-6)
-    both = model._comet_loss(x, {"trial": trials, "patient": trials})
+    both = model.comet_loss(x, {"trial": trials, "patient": trials}, gen())
     assert both.item() == pytest.approx((want + 2 * trial_term).item(), rel=1e-6)
-    model.comet = COMETOptions(masks=("all_true",) * 4, faithful_factors=True)
-    faithful = model._comet_loss(x, {"trial": trials, "patient": None})
+    model.options.comet.faithful_factors = True
+    faithful = model.comet_loss(x, {"trial": trials}, gen())
     assert faithful.item() == pytest.approx((want + 0.25 * trial_term).item(), rel=1e-6)
 
 
-def test_comet_trial_batches_group_trials():
-    model = TS2Vec(1, method="comet", seed=0, batch_size=4, **SMALL)
-    trials = np.repeat(np.arange(4), 4)
-    for batch in model._batches(16, trials):
-        assert len(set(trials[batch.numpy()])) == 1
+def test_series_groups_deal_out_whole_trials():
+    series = torch.arange(10.0)[:, None, None].expand(10, 4, 1)
+    trials = torch.tensor([3, 3, 0, 1, 1, 1, 2, 0, 3, 2])
+    groups = SeriesGroups(series, trials, trials // 2)
+    assert len(groups) == 4
+    sample = groups[3]  # trial 3: series 0, 1 and 8
+    assert sample["x"][:, 0, 0].tolist() == [0.0, 1.0, 8.0] and sample["trial"].tolist() == [3] * 3
+    merged = collate_groups([groups[0], groups[3]])
+    assert merged["x"].shape == (5, 4, 1) and merged["patient"].tolist() == [0, 0, 1, 1, 1]
+    alone = SeriesGroups(series)
+    assert len(alone) == 10 and set(alone[4]) == {"x"} and alone[4]["x"].shape == (1, 4, 1)
 
 
-def _encoder_inputs(model: TS2Vec, x: np.ndarray) -> list[torch.Tensor]:
-    """The inputs of every training pass of the encoder in one iteration."""
+def _encoder_inputs(model: TS2Vec, run) -> list[torch.Tensor]:
+    """The inputs of every training pass of the encoder in one loss."""
     seen = []
-    hook = model._net.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
-    model.fit(x, n_iters=1)
+    hook = model.encoder.register_forward_pre_hook(lambda _, args: seen.append(args[0].clone()))
+    run()
     hook.remove()
     return seen
 
 
 def test_ts2vec_augment_draws_independent_aligned_views_of_each_crop():
-    x = toy(n=8, length=32)
-    x1, x2 = _encoder_inputs(TS2Vec(1, seed=0, batch_size=8, **SMALL), x)
+    x = batch(toy(n=8, length=32))
+    plain = TS2Vec(1, "ts2vec", SMALL)
+    x1, x2 = _encoder_inputs(plain, lambda: plain.ts2vec_loss(x, gen()))
     # without views the crops agree on their overlap: the last steps of 1 and the first of 2
     overlap = max(k for k in range(1, 33) if torch.equal(x1[:, x1.shape[1] - k :], x2[:, :k]))
-    model = TS2Vec(1, seed=0, batch_size=8, augment={"jitter": 0.5}, **SMALL)
-    a1, a2 = _encoder_inputs(model, x)
+    model = TS2Vec(1, "ts2vec", options(augment={"jitter": 0.5}))
+    a1, a2 = _encoder_inputs(model, lambda: model.ts2vec_loss(x, gen()))
     # the same crops (drawn first from the same generator state), each with its own noise
     noise1, noise2 = (a1 - x1)[:, -overlap:], (a2 - x2)[:, :overlap]
     for noise in (noise1, noise2):
@@ -118,12 +148,11 @@ def test_ts2vec_augment_draws_independent_aligned_views_of_each_crop():
 
 
 def test_comet_augment_scales_each_pass_independently():
-    x = np.repeat(toy(n=1), 8, axis=0) + 2.0  # equal series: the batch order does not matter
-    model = TS2Vec(1, method="comet", seed=0, batch_size=8, augment=["scaling"], **SMALL)
-    passes = _encoder_inputs(model, x)
+    x = batch(np.repeat(toy(n=1), 8, axis=0) + 2.0)
+    model = TS2Vec(1, "comet", options(augment=["scaling"]))
+    passes = _encoder_inputs(model, lambda: model.comet_loss(x, {}, gen()))
     assert len(passes) == 4  # sample and observation levels, two passes each
-    raw = torch.from_numpy(x).transpose(1, 2)
-    factors = [p / raw for p in passes]  # one factor per series and variable, σ = 0.1
+    factors = [p / x for p in passes]  # one factor per series and variable, σ = 0.1
     for f in factors:
         torch.testing.assert_close(f, f[:, :1].expand_as(f))
         assert 0.03 < f[:, 0].std().item() < 0.3
@@ -144,50 +173,102 @@ def test_comet_augment_scales_each_pass_independently():
 )
 def test_bad_augment_is_refused(method, augment, message):
     with pytest.raises(ContrastkitError, match=message):
-        TS2Vec(1, method=method, augment=augment, **SMALL)
+        TS2Vec(1, method, options(augment=augment))
+    with pytest.raises(ContrastkitError, match=f"{message}|must be dict or list"):  # typed config
+        build_task(load_config(method, {"timeseries.augment": augment}))
 
 
-def test_bad_input_errors():
-    x = toy(n=6)
-    with pytest.raises(ContrastkitError, match="larger than the 6"):
-        TS2Vec(1, batch_size=8, **SMALL).fit(x, n_iters=1)
-    with pytest.raises(ContrastkitError, match="channels"):
-        TS2Vec(2, **SMALL).fit(x, n_iters=1)
-    with pytest.raises(ContrastkitError, match="did you mean 'comet'"):
-        TS2Vec(1, method="comat")
-    with pytest.raises(ContrastkitError, match="comet"):
-        TS2Vec(1, batch_size=2, **SMALL).fit(x, n_iters=1, trial_ids=np.zeros(6))
-    with pytest.raises(ContrastkitError, match="infinite"):
-        TS2Vec(1, batch_size=2, **SMALL).fit(np.full((4, 1, 5), np.inf), n_iters=1)
-    with pytest.raises(ContrastkitError, match="did you mean 'meta_lr'"):
-        TS2Vec(1, method="autotcl", autotcl={"meta_lrr": 0.1})
+def autotcl_task(**overrides):
+    base = {"timeseries.output_dims": 16, "timeseries.hidden_dims": 8, "timeseries.depth": 2}
+    task = build_task(load_config("autotcl", base | overrides))
+    data = timeseries_from_arrays("toy", toy(), seed=0)
+    torch.manual_seed(0)
+    model = task.build_model(data)
+    optimizers = [
+        torch.optim.AdamW(model.encoder.parameters(), lr=task.config.optim.lr),
+        torch.optim.AdamW(model.augmenter.parameters(), lr=task.config.timeseries.autotcl.meta_lr),
+    ]
+    return task, model, optimizers, [batch(toy()[:4])]
+
+
+def _copy(module: torch.nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def _same(before: list[torch.Tensor], module: torch.nn.Module) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(before, module.parameters(), strict=True))
 
 
 def test_autotcl_steps_touch_only_their_own_parameters():
-    x = toy()
-    frozen_aug = TS2Vec(
-        1, method="autotcl", seed=0, batch_size=4, autotcl={"meta_lr": 0.0}, **SMALL
-    )
-    aug0 = [p.clone() for p in frozen_aug.augmenter.parameters()]
-    enc0 = [p.clone() for p in frozen_aug._net.parameters()]
-    frozen_aug.fit(x, n_iters=1)
-    assert all(
-        torch.equal(a, b) for a, b in zip(aug0, frozen_aug.augmenter.parameters(), strict=True)
-    )
-    assert not all(
-        torch.equal(a, b) for a, b in zip(enc0, frozen_aug._net.parameters(), strict=True)
-    )
-    frozen_enc = TS2Vec(1, method="autotcl", seed=0, batch_size=4, lr=1e-12, **SMALL)
-    aug0 = [p.clone() for p in frozen_enc.augmenter.parameters()]
-    frozen_enc.fit(x, n_iters=1)
-    assert not all(
-        torch.equal(a, b) for a, b in zip(aug0, frozen_enc.augmenter.parameters(), strict=True)
-    )
+    task, model, optimizers, x = autotcl_task()
+    optimizers[1].param_groups[0]["lr"] = 0.0  # a frozen augmentation network
+    aug, enc, avg = _copy(model.augmenter), _copy(model.encoder), _copy(model.net)
+    task.manual_step(model, x, Step(0), optimizers, lambda loss: loss.backward())
+    assert _same(aug, model.augmenter) and not _same(enc, model.encoder)
+    assert not _same(avg, model.net) and int(model.net.n_averaged) == 2  # updated once
+    assert {"augmentation", "global", "local"} <= set(model.logged)
+    optimizers[1].param_groups[0]["lr"] = 0.01
+    optimizers[0].param_groups[0]["lr"] = 0.0  # now a frozen encoder
+    aug, enc = _copy(model.augmenter), _copy(model.encoder)
+    task.manual_step(model, x, Step(1), optimizers, lambda loss: loss.backward())
+    assert not _same(aug, model.augmenter) and _same(enc, model.encoder)
     # the encoder loss has no path into the augmentation network
-    batch = torch.from_numpy(x[:4]).transpose(1, 2).contiguous()
-    loss = frozen_enc._autotcl_step(batch)
-    grads = torch.autograd.grad(loss, list(frozen_enc.augmenter.parameters()), allow_unused=True)
+    loss = model.autotcl_encoder_loss(x[0], gen())
+    grads = torch.autograd.grad(loss, list(model.augmenter.parameters()), allow_unused=True)
     assert all(g is None for g in grads)
+
+
+def test_autotcl_ratio_step_skips_augmentation_steps():
+    task, model, optimizers, x = autotcl_task(**{"timeseries.autotcl.ratio_step": 2})
+    aug = _copy(model.augmenter)
+    task.manual_step(model, x, Step(1), optimizers, lambda loss: loss.backward())
+    assert _same(aug, model.augmenter) and "augmentation" not in model.logged
+
+
+def test_non_finite_autotcl_loss_returns_before_any_update(monkeypatch):
+    task, model, optimizers, x = autotcl_task()
+    monkeypatch.setattr(model, "autotcl_encoder_loss", lambda x, g: torch.tensor(float("nan")))
+    enc, avg = _copy(model.encoder), _copy(model.net)
+    loss = task.manual_step(model, x, Step(0), optimizers, lambda loss: loss.backward())
+    assert math.isnan(loss.item()) and _same(enc, model.encoder) and _same(avg, model.net)
+
+
+def test_shards_draw_what_one_process_draws_for_the_global_batch():
+    """Rank r of W keeps rows r, r + W, … of the global draw: the sampler's interleaving."""
+    x = torch.randn(6, 20, 2)
+    whole = random_crops(x, generator=gen(5))
+    for rank in range(2):
+        part = random_crops(x[rank::2], generator=gen(5), shard=Shard(rank, 2))
+        torch.testing.assert_close(part.x1, whole.x1[rank::2])
+        torch.testing.assert_close(part.x2, whole.x2[rank::2])
+    mask = binomial_mask(6, 20, generator=gen(1))
+    assert torch.equal(binomial_mask(3, 20, generator=gen(1), shard=Shard(1, 2)), mask[1::2])
+    model = TS2Vec(2, "comet", options(dropout=0.0, augment=["jitter", "scaling"]))
+    z = model.encoder(x, generator=gen(3))
+    for rank in range(2):
+        part = model.encoder(x[rank::2], generator=gen(3), shard=Shard(rank, 2))
+        torch.testing.assert_close(part, z[rank::2])
+
+
+def test_uneven_gather_concatenates_in_rank_order_with_gradient():
+    """Ranks holding 2 and 3 series: every rank gets all 5; gradients come back to each slice
+    summed over the ranks' losses (DDP then averages them)."""
+
+    def compute(rank: int):
+        x = torch.full((2 + rank, 3), float(rank + 1), requires_grad=True)
+        every = _Everywhere(len(x), x.device)
+        gathered = every.gather(x)
+        (gathered.sum(dim=1) * torch.arange(5.0)).sum().backward()
+        return gathered.detach(), x.grad, every.share
+
+    out = run_on_ranks(compute)
+    want = torch.tensor([1.0, 1, 2, 2, 2])[:, None].expand(5, 3)
+    for rank in (0, 1):
+        torch.testing.assert_close(out[rank][0], want)
+    rows = torch.arange(5.0)[:, None].expand(5, 3)
+    torch.testing.assert_close(out[0][1], 2 * rows[:2])  # both ranks' identical losses
+    torch.testing.assert_close(out[1][1], 2 * rows[2:])
+    assert out[0][2] == pytest.approx(0.8) and out[1][2] == pytest.approx(1.2)
 
 
 def test_centerize_matches_ts2vec_rule():
@@ -250,27 +331,3 @@ def test_one_nn_by_hand():
     want = one_nn_accuracy(tr, y, te, y[:5])
     assert one_nn_accuracy(tr, y, 3.0 * te + 7.0, y[:5]) == want
     assert one_nn_accuracy(tr, y, tr[:5] * 2.0 - 1.0, y[:5]) == 1.0
-
-
-def test_fit_evaluate_end_to_end():
-    x = np.concatenate([toy(n=12, seed=1), -toy(n=12, seed=2)])
-    y = np.repeat([0, 1], 12)
-    data = timeseries_from_arrays("toy", x, y, seed=0, test_fraction=0.25)
-    result = fit_evaluate(data, method="ts2vec", seed=0, n_iters=2, batch_size=4, **SMALL)
-    assert 0.0 <= result.accuracy <= 1.0 and result.n_iters == 2
-    assert result.train_repr.shape == (18, 16) and result.metrics()["method"] == "ts2vec"
-
-
-def test_non_finite_loss_stops_before_the_update(monkeypatch):
-    model = TS2Vec(1, seed=0, batch_size=4, **SMALL)
-    before = [p.detach().clone() for p in model._net.parameters()]
-    monkeypatch.setattr(model, "_ts2vec_loss", lambda x: torch.tensor(float("nan")))
-    with pytest.raises(ContrastkitError, match="became nan at iteration 0"):
-        model.fit(toy(), n_iters=1)
-    assert all(torch.equal(a, b) for a, b in zip(before, model._net.parameters(), strict=True))
-
-
-def test_fit_evaluate_rejects_unknown_options():
-    data = timeseries_from_arrays("toy", toy(n=8), np.repeat([0, 1], 4), seed=0)
-    with pytest.raises(ContrastkitError, match="did you mean 'batch_size'"):
-        fit_evaluate(data, n_iters=1, batchsize=4)

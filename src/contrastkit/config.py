@@ -107,6 +107,83 @@ class EvalConfig:
 
 
 @dataclass
+class AutoTCLConfig:
+    """AutoTCL (Zheng et al. 2024; code ``AutoTCL_CoST.py``): defaults are the official class /
+    ``fit`` defaults, with the mask heads per variable as the official script (``agu_channel =
+    F``; ``mask_channels: 1`` shares them). The augmentation network (``aug_dim``,
+    ``aug_depth``, ``aug_mask_mode``) trains with AdamW at ``meta_lr`` every ``ratio_step``
+    steps on ``aug_objective`` (``"pri"``: MMD + ``reg_weight``·mask size over
+    ``reg_threshold`` + ``regular_weight``·temporal consistency; ``"adversarial"``: minus the
+    encoder's InfoNCE); the encoder on global + ``local_weight``·local InfoNCE at
+    ``temperature``. ``global_normalize: false`` swaps the global InfoNCE's cosine for raw dot
+    products and ``global_intra_view: true`` makes it NT-Xent over both views; with
+    ``local_normalize: false``, ``local_weight: 1`` and ``local_segments: 8`` the encoder loss
+    is InfoTS's (Luo et al. 2023, ``infots.py::fit``), the authors' classification predecessor.
+    """
+
+    aug_dim: int = 16
+    aug_depth: int = 3
+    aug_mask_mode: str = "all_true"  # the official code calls the augmentation encoder unmasked
+    meta_lr: float = 0.01
+    local_weight: float = 0.1
+    reg_weight: float = 0.001
+    regular_weight: float = 0.001
+    reg_threshold: float = 0.4
+    gumbel_bias: float = 0.001
+    gamma_zeta: float = 0.05
+    hard_mask: bool = True
+    ratio_step: int = 1
+    aug_objective: str = "pri"  # or "adversarial"
+    temperature: float = 1.0
+    global_normalize: bool = True
+    global_intra_view: bool = False
+    local_segments: int = 16
+    local_normalize: bool = True
+    mask_channels: int | None = None
+
+
+@dataclass
+class COMETConfig:
+    """COMET (Wang et al. 2023; ``config_files/*``): ``factors`` and encoder ``masks`` of the
+    patient, trial, sample and observation levels. ``faithful_factors: false`` reproduces the
+    code, where the patient and trial factors only switch their level on; ``true`` multiplies
+    them as the paper intends."""
+
+    factors: list[float] = field(default_factory=lambda: [0.25, 0.25, 0.25, 0.25])
+    masks: list[str] = field(
+        default_factory=lambda: ["all_true", "all_true", "continuous", "continuous"]
+    )
+    id_temperature: float = 0.1
+    faithful_factors: bool = False
+
+
+@dataclass
+class TimeSeriesConfig:
+    """Time-series methods (ts2vec / autotcl / comet; the task
+    :mod:`contrastkit.tasks.timeseries` checks the values).
+
+    TS2Vec's encoder (Yue et al. 2022): ``output_dims``, ``hidden_dims``, ``depth`` residual
+    blocks, ``dropout`` on its output (and on AutoTCL's augmentation encoder's), ``causal``
+    convolutions; series longer than
+    ``max_train_length`` are cut into sections and windows while training (``null``: kept
+    whole); ``temporal_unit`` and ``alpha`` shape the hierarchical loss. ``augment`` adds
+    input-space views to ts2vec / comet: ``{jitter: σ, scaling: σ}`` or a list of those names.
+    """
+
+    output_dims: int = 320
+    hidden_dims: int = 64
+    depth: int = 10
+    dropout: float = 0.1
+    max_train_length: int | None = 3000
+    temporal_unit: int = 0
+    alpha: float = 0.5
+    causal: bool = False
+    augment: dict[str, float] | list[str] = field(default_factory=dict)
+    autotcl: AutoTCLConfig = field(default_factory=AutoTCLConfig)
+    comet: COMETConfig = field(default_factory=COMETConfig)
+
+
+@dataclass
 class Config:
     method: str = "simclr"
     seed: int = 0
@@ -117,9 +194,8 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
-    # options of the time-series model (method ts2vec / autotcl / comet; see
-    # contrastkit.timeseries.MODEL_OPTIONS, plus n_iters); unused by image methods
-    timeseries: dict[str, Any] = field(default_factory=dict)
+    # options of the time-series methods (ts2vec / autotcl / comet); unused by the others
+    timeseries: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
     # options of two-tower methods (clip / convirt / cocosoda / simcse / whitenedcse; see
     # contrastkit.multimodal.TowerOptions); unused by the others
     towers: dict[str, Any] = field(default_factory=dict)
@@ -239,7 +315,7 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return float(value)
         if origin is int and isinstance(value, int) and not isinstance(value, bool):
             return value
-        if origin in (str, bool, dict) and isinstance(value, origin):
+        if origin in (str, bool, dict, list) and isinstance(value, origin):
             return value
     names = " or ".join(getattr(o, "__name__", str(o)).replace("NoneType", "null") for o in options)
     raise ContrastkitError(f"Config key {key!r} must be {names}, got {value!r}.")

@@ -9,12 +9,25 @@ from contrastkit.config import Config
 from contrastkit.errors import unknown_name
 from contrastkit.tasks.base import IN_MEMORY, Step, Task
 from contrastkit.tasks.image import ImageTask
+from contrastkit.tasks.timeseries import AutoTCLTask, COMETTask, TS2VecTask
 
-__all__ = ["IN_MEMORY", "TASKS", "ImageTask", "Step", "Task", "build_task"]
+__all__ = [
+    "IN_MEMORY",
+    "TASKS",
+    "AutoTCLTask",
+    "COMETTask",
+    "ImageTask",
+    "Step",
+    "TS2VecTask",
+    "Task",
+    "build_task",
+]
 
 #: method name → the task class that trains it
 TASKS: dict[str, type[Task]] = {
-    method: task for task in (ImageTask,) for method in task.methods
+    method: task
+    for task in (ImageTask, TS2VecTask, AutoTCLTask, COMETTask)
+    for method in task.methods
 }
 
 

@@ -2,15 +2,15 @@
 
 The whole modality in one subpackage::
 
-    from contrastkit.timeseries import load_timeseries, TS2Vec, svm_accuracy
+    import contrastkit as ck
+    from contrastkit.timeseries import load_timeseries
 
     data = load_timeseries("ucr:GunPoint")                # (n, channels, length), NaN-padded
-    model = TS2Vec(data.channels, method="ts2vec", seed=0)  # or "autotcl", "comet"
-    model.fit(data.x_train)                                # default: 200 or 600 iterations
-    acc = svm_accuracy(model.encode(data.x_train), data.y_train,
-                       model.encode(data.x_test), data.y_test)
+    result = ck.fit(ck.load_config("ts2vec"), data=data)  # or "autotcl", "comet"
+    result.metrics["svm_accuracy"], result.embed(data.x_test)
 
-or in one call: ``fit_evaluate(data, method="ts2vec", seed=0)``.
+Training goes through the one path (:mod:`contrastkit.tasks.timeseries`); this package holds the
+data, views, encoder, losses, the trainable module :class:`TS2Vec` and the SVM protocol.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from contrastkit.timeseries.losses import (
     autotcl_local_loss,
     comet_level_loss,
     hierarchical_contrastive_loss,
+    hierarchical_terms,
     id_contrastive_loss,
     instance_contrastive_loss,
     mask_size_penalty,
@@ -44,14 +45,14 @@ from contrastkit.timeseries.losses import (
 )
 from contrastkit.timeseries.model import (
     METHODS,
-    AutoTCLOptions,
-    COMETOptions,
+    SeriesGroups,
     TS2Vec,
     default_iters,
+    prepare_series,
 )
-from contrastkit.timeseries.run import MODEL_OPTIONS, TimeSeriesResult, fit_evaluate
 from contrastkit.timeseries.views import (
     Crops,
+    Shard,
     binomial_mask,
     continuous_mask,
     jitter,
@@ -63,16 +64,14 @@ from contrastkit.timeseries.views import (
 
 __all__ = [
     "METHODS",
-    "MODEL_OPTIONS",
     "AugmentedView",
     "AutoTCLAugmenter",
-    "AutoTCLOptions",
-    "COMETOptions",
     "Crops",
+    "SeriesGroups",
+    "Shard",
     "TS2Vec",
     "TSEncoder",
     "TimeSeriesData",
-    "TimeSeriesResult",
     "autotcl_global_loss",
     "autotcl_local_loss",
     "binomial_mask",
@@ -80,9 +79,9 @@ __all__ = [
     "comet_level_loss",
     "continuous_mask",
     "default_iters",
-    "fit_evaluate",
     "fit_svm",
     "hierarchical_contrastive_loss",
+    "hierarchical_terms",
     "id_contrastive_loss",
     "instance_contrastive_loss",
     "instance_pool",
@@ -95,6 +94,7 @@ __all__ = [
     "mmd",
     "one_nn_accuracy",
     "permutation",
+    "prepare_series",
     "random_crops",
     "sample_mask",
     "scaling",

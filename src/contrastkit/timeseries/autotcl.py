@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from contrastkit.errors import ContrastkitError
 from contrastkit.timeseries.encoder import TSEncoder
+from contrastkit.timeseries.views import WHOLE, Shard
 
 __all__ = ["AugmentedView", "AutoTCLAugmenter", "sample_mask"]
 
@@ -29,19 +30,22 @@ def sample_mask(
     gamma_zeta: float = 0.05,
     hard: bool = True,
     generator: torch.Generator | None = None,
+    shard: Shard = WHOLE,
 ) -> Tensor:
     """AutoTCL's mask sampler (code ``_sample_graph`` + hard mask).
 
     Training: ``u ~ U(β, 1 − β)``, ``m = σ(log u − log(1 − u) + h_logit)``; eval: ``m = σ(h_logit)``.
     Stretch ``m̃ = clip(m·(1 + γ) − γ, 0, 1)`` with ``γ = gamma_zeta``; ``hard``: forward
     ``1[m̃ > 0.5]`` (½ at exactly 0.5, as ``(sign + 1)/2``) with the gradient of ``m̃``.
-    As in the code, ``h_logit`` is the sigmoid head's output, used as a logit.
+    As in the code, ``h_logit`` is the sigmoid head's output, used as a logit. ``u`` is drawn
+    for this process's rows ``shard`` of a batch split over processes.
     """
     if not 0.0 <= gumbel_bias < 0.5:
         raise ContrastkitError(f"gumbel_bias must lie in [0, 0.5), got {gumbel_bias!r}.")
     if training:
         device = generator.device if generator is not None else h_logit.device
-        r = torch.rand(h_logit.shape, generator=generator, device=device).to(h_logit)
+        shape = (shard.rows(h_logit.shape[0]), *h_logit.shape[1:])
+        r = shard.take(torch.rand(shape, generator=generator, device=device)).to(h_logit)
         u = (1 - gumbel_bias) + (2 * gumbel_bias - 1) * r  # (β, 1 − β]
         m = torch.sigmoid(torch.log(u) - torch.log1p(-u) + h_logit)
     else:
@@ -69,6 +73,7 @@ class AutoTCLAugmenter(nn.Module):
 
     ``channels`` heads (default: one per input variable, as the official script sets
     ``agu_channel`` to the number of variables); ``channels = 1`` shares them across variables.
+    ``dropout`` acts on the shared encoder's output, as in TS2Vec's encoder.
     """
 
     def __init__(
@@ -83,6 +88,7 @@ class AutoTCLAugmenter(nn.Module):
         gumbel_bias: float = 0.001,
         gamma_zeta: float = 0.05,
         hard_mask: bool = True,
+        dropout: float = 0.1,
     ) -> None:
         super().__init__()
         channels = input_dims if channels is None else channels
@@ -91,7 +97,7 @@ class AutoTCLAugmenter(nn.Module):
                 f"channels must be 1 or the number of input variables ({input_dims}), got "
                 f"{channels!r}."
             )
-        self.shared = TSEncoder(input_dims, aug_dim, hidden_dims, depth, mask_mode)
+        self.shared = TSEncoder(input_dims, aug_dim, hidden_dims, depth, mask_mode, dropout=dropout)
         self.factor = nn.Sequential(nn.Linear(aug_dim, channels), nn.Sigmoid())
         self.transform = nn.Sequential(nn.Linear(aug_dim, channels), nn.Sigmoid())
         self.gumbel_bias = gumbel_bias
@@ -99,10 +105,15 @@ class AutoTCLAugmenter(nn.Module):
         self.hard_mask = hard_mask
 
     def forward(
-        self, x: Tensor, *, sample: bool = True, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        *,
+        sample: bool = True,
+        generator: torch.Generator | None = None,
+        shard: Shard = WHOLE,
     ) -> AugmentedView:
         """The view of ``x [B, T, F]`` (finite values: AutoTCL zero-fills NaN beforehand)."""
-        a = self.shared(x, generator=generator)
+        a = self.shared(x, generator=generator, shard=shard)
         h_logit = self.factor(a)
         g = self.transform(a)
         mask = sample_mask(
@@ -112,5 +123,6 @@ class AutoTCLAugmenter(nn.Module):
             gamma_zeta=self.gamma_zeta,
             hard=self.hard_mask,
             generator=generator,
+            shard=shard,
         )
         return AugmentedView(g * mask * x, h_logit, mask, g)

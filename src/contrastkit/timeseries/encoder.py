@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from contrastkit.errors import ContrastkitError
-from contrastkit.timeseries.views import binomial_mask, continuous_mask
+from contrastkit.timeseries.views import WHOLE, Shard, binomial_mask, continuous_mask
 
 __all__ = ["MASK_MODES", "DilatedConvEncoder", "TSEncoder", "instance_pool"]
 
@@ -86,7 +86,8 @@ class TSEncoder(nn.Module):
 
     Time steps with any NaN variable are zeroed in the latent (missing data, padding). The mask
     (``mask_mode`` while training, ``"all_true"`` in eval) is drawn from ``generator`` when
-    given; ``causal=True`` makes every step see only its past (left padding).
+    given, for this process's rows ``shard`` of a batch split over processes; ``causal=True``
+    makes every step see only its past (left padding).
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class TSEncoder(nn.Module):
         mask: str | Tensor | None = None,
         *,
         generator: torch.Generator | None = None,
+        shard: Shard = WHOLE,
     ) -> Tensor:
         if x.ndim != 3 or x.shape[-1] != self.input_dims:
             raise ContrastkitError(
@@ -135,7 +137,7 @@ class TSEncoder(nn.Module):
             )
         observed = ~torch.isnan(x).any(dim=-1)
         h = self.input_fc(x.masked_fill(~observed[..., None], 0.0))
-        keep = self.mask(h.shape[0], h.shape[1], mask, generator, h.device) & observed
+        keep = self.mask(h.shape[0], h.shape[1], mask, generator, h.device, shard) & observed
         h = h.masked_fill(~keep[..., None], 0.0)
         h = self.feature_extractor(h.transpose(1, 2))
         return self.repr_dropout(h).transpose(1, 2)
@@ -147,6 +149,7 @@ class TSEncoder(nn.Module):
         mask: str | Tensor | None,
         generator: torch.Generator | None,
         device: torch.device,
+        shard: Shard = WHOLE,
     ) -> Tensor:
         """The ``[B, T]`` keep-mask for ``mask`` (a mode name or a boolean tensor)."""
         if isinstance(mask, Tensor):
@@ -160,9 +163,9 @@ class TSEncoder(nn.Module):
         _check_mask_mode(mode)
         where = generator.device if generator is not None else device
         if mode == "binomial":
-            out = binomial_mask(batch, length, 0.5, generator=generator, device=where)
+            out = binomial_mask(batch, length, 0.5, generator=generator, device=where, shard=shard)
         elif mode == "continuous":
-            out = continuous_mask(batch, length, generator=generator, device=where)
+            out = continuous_mask(batch, length, generator=generator, device=where, shard=shard)
         else:
             out = torch.full((batch, length), mode != "all_false", dtype=torch.bool, device=where)
             if mode == "mask_last":

@@ -29,12 +29,14 @@ from torch import Tensor
 from contrastkit.errors import ContrastkitError
 from contrastkit.functional.infonce import info_nce
 from contrastkit.functional.pairs import Pairs
+from contrastkit.timeseries.views import WHOLE, Shard
 
 __all__ = [
     "autotcl_global_loss",
     "autotcl_local_loss",
     "comet_level_loss",
     "hierarchical_contrastive_loss",
+    "hierarchical_terms",
     "id_contrastive_loss",
     "instance_contrastive_loss",
     "mask_size_penalty",
@@ -113,23 +115,44 @@ def hierarchical_contrastive_loss(
     ``d ≥ temporal_unit``), then max-pool time by 2; a final ``T = 1`` level adds ``α·inst``;
     the sum is divided by the number of levels.
     """
+    instance, temporal = hierarchical_terms(z1, z2, alpha, temporal_unit)
+    return instance + temporal
+
+
+def hierarchical_terms(
+    z1: Tensor,
+    z2: Tensor,
+    alpha: float = 0.5,
+    temporal_unit: int = 0,
+    *,
+    everywhere: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """The instance and temporal parts of :func:`hierarchical_contrastive_loss` (their sum).
+
+    ``everywhere``: both views of the whole batch of every process (gathered with gradient),
+    for the instance terms, which contrast series with each other; the temporal terms stay
+    within each of this process's series ``z1``/``z2``.
+    """
     _check_pair(z1, z2)
     if not 0.0 <= alpha <= 1.0:
         raise ContrastkitError(f"alpha must lie in [0, 1], got {alpha!r}.")
-    loss = z1.new_zeros(())
+    g1, g2 = (z1, z2) if everywhere is None else everywhere
+    _check_pair(g1, g2)
+    instance, temporal = z1.new_zeros(()), z1.new_zeros(())
     depth = 0
     while z1.shape[1] > 1:
         if alpha != 0:
-            loss = loss + alpha * instance_contrastive_loss(z1, z2)
+            instance = instance + alpha * instance_contrastive_loss(g1, g2)
         if depth >= temporal_unit and alpha != 1:
-            loss = loss + (1 - alpha) * temporal_contrastive_loss(z1, z2)
+            temporal = temporal + (1 - alpha) * temporal_contrastive_loss(z1, z2)
         depth += 1
         z1, z2 = _halve(z1), _halve(z2)
+        g1, g2 = (z1, z2) if everywhere is None else (_halve(g1), _halve(g2))
     if z1.shape[1] == 1:
         if alpha != 0:
-            loss = loss + alpha * instance_contrastive_loss(z1, z2)
+            instance = instance + alpha * instance_contrastive_loss(g1, g2)
         depth += 1
-    return loss / depth
+    return instance / depth, temporal / depth
 
 
 def comet_level_loss(z1: Tensor, z2: Tensor, level: str) -> Tensor:
@@ -289,15 +312,18 @@ def mask_size_penalty(h: Tensor, threshold: float = 0.4) -> Tensor:
     return F.relu(h.sum(dim=-1).mean() - threshold)
 
 
-def temporal_consistency(h: Tensor, *, generator: torch.Generator | None = None) -> Tensor:
+def temporal_consistency(
+    h: Tensor, *, generator: torch.Generator | None = None, shard: Shard = WHOLE
+) -> Tensor:
     """Adjacent time steps of the mask should agree: ``mean |h_t − h_{t−1}| + |h_t − h_{t+1}|``
     at one random step per series (AutoTCL ``regular_consistency``, near-neighbour terms;
-    0 when ``T < 3``)."""
+    0 when ``T < 3``); the steps are drawn for this process's rows ``shard``."""
     batch, steps = h.shape[0], h.shape[1]
     if steps < 3:
         return h.new_zeros(())
     device = generator.device if generator is not None else h.device
-    t = torch.randint(1, steps - 1, (batch,), generator=generator, device=device).to(h.device)
+    drawn = torch.randint(1, steps - 1, (shard.rows(batch),), generator=generator, device=device)
+    t = shard.take(drawn).to(h.device)
     b = torch.arange(batch, device=h.device)
     centre = h[b, t]
     return ((centre - h[b, t - 1]).abs() + (centre - h[b, t + 1]).abs()).mean()

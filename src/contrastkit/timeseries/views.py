@@ -2,7 +2,9 @@
 
 Tensors are time-major ``[B, T, F]`` (batch, time steps, variables) like the TS2Vec encoder's
 input. Pass a ``torch.Generator`` on the batch's device to make a view reproducible; NaN marks
-padding after a series' end (and missing observations) and is carried along.
+padding after a series' end (and missing observations) and is carried along. A :class:`Shard`
+says which rows of a batch split over processes this batch is: the draws that differ per row
+are then made for the whole batch and each process keeps its own rows.
 
 - :func:`random_crops`: TS2Vec's two overlapping crops (Yue et al. 2022, §3.2 "contextual
   consistency"; code ``ts2vec.py::fit``).
@@ -26,6 +28,7 @@ from contrastkit.errors import ContrastkitError
 __all__ = [
     "ALIGNED_VIEWS",
     "Crops",
+    "Shard",
     "aligned_views",
     "binomial_mask",
     "continuous_mask",
@@ -45,6 +48,31 @@ def _check_batch(x: Tensor, what: str = "x") -> None:
             f"{what} must be a float tensor [batch, time, variables], got {shape}; reshape it "
             "(numpy arrays (n, channels, length) become x.transpose(0, 2, 1))."
         )
+
+
+@dataclass(frozen=True)
+class Shard:
+    """This process's rows of a batch split over ``world`` processes: rows ``rank``,
+    ``rank + world``, ``rank + 2·world`` … of the global batch, the order in which the training
+    path's distributed sampler deals samples out. A random draw that differs per row is made for
+    all ``world × n`` rows, from a generator every process seeds alike, and each process keeps
+    its own rows, so ``world`` processes × ``n`` rows draw what one process draws for the whole
+    batch (draws shared by the batch, such as a crop length, are equal anyway)."""
+
+    rank: int = 0
+    world: int = 1
+
+    def rows(self, n: int) -> int:
+        """Rows of the global batch whose local part has ``n`` rows."""
+        return n * self.world
+
+    def take(self, drawn: Tensor) -> Tensor:
+        """This process's rows of a draw made for :meth:`rows` rows."""
+        return drawn if self.world == 1 else drawn[self.rank :: self.world]
+
+
+#: a batch that is not split (one process)
+WHOLE = Shard()
 
 
 def _randint(low: int, high: int, generator: torch.Generator | None, size: tuple = ()) -> Tensor:
@@ -85,7 +113,11 @@ class Crops:
 
 
 def random_crops(
-    x: Tensor, *, temporal_unit: int = 0, generator: torch.Generator | None = None
+    x: Tensor,
+    *,
+    temporal_unit: int = 0,
+    generator: torch.Generator | None = None,
+    shard: Shard = WHOLE,
 ) -> Crops:
     """TS2Vec's random overlapping crops of ``x`` ``[B, T, F]`` (code ``ts2vec.py::fit``).
 
@@ -105,7 +137,9 @@ def random_crops(
     right = left + crop_l
     left_outer = int(_randint(0, left + 1, generator))
     right_outer = int(_randint(right, ts_l + 1, generator))
-    offsets = _randint(-left_outer, ts_l - right_outer + 1, generator, (len(x),))
+    offsets = shard.take(
+        _randint(-left_outer, ts_l - right_outer + 1, generator, (shard.rows(len(x)),))
+    )
     x1 = take_per_row(x, offsets + left_outer, right - left_outer)
     x2 = take_per_row(x, offsets + left, right_outer - left)
     return Crops(x1, x2, crop_l, offsets)
@@ -118,12 +152,13 @@ def binomial_mask(
     *,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    shard: Shard = WHOLE,
 ) -> Tensor:
     """``[B, T]`` boolean mask, each step kept (True) with probability ``p`` (TS2Vec: 0.5)."""
     if not 0.0 <= p <= 1.0:
         raise ContrastkitError(f"The keep probability p must lie in [0, 1], got {p!r}.")
     device = generator.device if generator is not None else device
-    return torch.rand(batch, length, generator=generator, device=device) < p
+    return shard.take(torch.rand(shard.rows(batch), length, generator=generator, device=device)) < p
 
 
 def continuous_mask(
@@ -134,6 +169,7 @@ def continuous_mask(
     *,
     generator: torch.Generator | None = None,
     device: torch.device | str | None = None,
+    shard: Shard = WHOLE,
 ) -> Tensor:
     """``[B, T]`` mask with ``n`` random segments of ``span`` steps set to False per series
     (TS2Vec's ``generate_continuous_mask``; COMET's sample/observation view). Float ``n``/``span``
@@ -143,26 +179,42 @@ def continuous_mask(
     n = max(min(n, length // 2), 1)
     span = int(span * length) if isinstance(span, float) else int(span)
     span = max(span, 1)
-    starts = torch.randint(0, length - span + 1, (batch, n, 1), generator=generator, device=device)
+    starts = shard.take(
+        torch.randint(
+            0, length - span + 1, (shard.rows(batch), n, 1), generator=generator, device=device
+        )
+    )
     t = torch.arange(length, device=device)
     hidden = ((t >= starts) & (t < starts + span)).any(dim=1)
     return ~hidden
 
 
-def jitter(x: Tensor, sigma: float = 0.03, *, generator: torch.Generator | None = None) -> Tensor:
+def jitter(
+    x: Tensor,
+    sigma: float = 0.03,
+    *,
+    generator: torch.Generator | None = None,
+    shard: Shard = WHOLE,
+) -> Tensor:
     """``x + σ·ε``, ``ε ~ N(0, 1)`` per value (Um et al. 2017)."""
     _check_batch(x)
-    noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
+    shape = (shard.rows(x.shape[0]), *x.shape[1:])
+    noise = shard.take(torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype))
     return x + sigma * noise
 
 
-def scaling(x: Tensor, sigma: float = 0.1, *, generator: torch.Generator | None = None) -> Tensor:
+def scaling(
+    x: Tensor,
+    sigma: float = 0.1,
+    *,
+    generator: torch.Generator | None = None,
+    shard: Shard = WHOLE,
+) -> Tensor:
     """``x · s`` with one factor ``s ~ N(1, σ²)`` per series and variable (Um et al. 2017)."""
     _check_batch(x)
-    s = 1.0 + sigma * torch.randn(
-        (x.shape[0], 1, x.shape[2]), generator=generator, device=x.device, dtype=x.dtype
-    )
-    return x * s
+    shape = (shard.rows(x.shape[0]), 1, x.shape[2])
+    noise = torch.randn(shape, generator=generator, device=x.device, dtype=x.dtype)
+    return x * (1.0 + sigma * shard.take(noise))
 
 
 def _lengths(x: Tensor) -> Tensor:
@@ -234,9 +286,13 @@ MOVING_VIEWS = {"permutation": permutation, "time_warp": time_warp}
 
 
 def aligned_views(
-    x: Tensor, strengths: dict[str, float], *, generator: torch.Generator | None = None
+    x: Tensor,
+    strengths: dict[str, float],
+    *,
+    generator: torch.Generator | None = None,
+    shard: Shard = WHOLE,
 ) -> Tensor:
     """Apply the :data:`ALIGNED_VIEWS` named in ``strengths`` (name → σ) in order."""
     for name, sigma in strengths.items():
-        x = ALIGNED_VIEWS[name](x, sigma, generator=generator)
+        x = ALIGNED_VIEWS[name](x, sigma, generator=generator, shard=shard)
     return x

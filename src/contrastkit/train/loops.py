@@ -1,6 +1,6 @@
-"""Methods that train in their own loop rather than the generic Lightning module: time series
-(TS2Vec, AutoTCL, COMET), two towers (CLIP, ConVIRT, CoCoSoDa, SimCSE, WhitenedCSE), bags of
-instances (SC-MIL, attention MIL, INS) and continuous targets (plain, ConR, SupReMix).
+"""Methods that train in their own loop rather than the generic Lightning module: two towers
+(CLIP, ConVIRT, CoCoSoDa, SimCSE, WhitenedCSE), bags of instances (SC-MIL, attention MIL, INS)
+and continuous targets (plain, ConR, SupReMix).
 
 Each such package has a module with ``check_config(config, data) -> data`` (everything that can
 reject a config, run before the run directory is written; it returns the data to train on, which
@@ -21,7 +21,6 @@ import numpy as np
 
 #: method name → the module that trains it (names only: this module imports none of them)
 OWN_LOOPS: dict[str, str] = {
-    **dict.fromkeys(("ts2vec", "autotcl", "comet"), "contrastkit.timeseries.run"),
     **dict.fromkeys(
         ("clip", "convirt", "cocosoda", "simcse", "whitenedcse"), "contrastkit.multimodal.run"
     ),
